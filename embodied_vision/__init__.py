@@ -1,0 +1,12 @@
+"""embodied_vision: pretrained visual and language-grounded encoders for robots.
+
+    >>> import embodied_vision as ev
+    >>> encoder = ev.create_encoder('r3m_resnet50', checkpoint='~/.r3m/r3m_50/model.pt')
+    >>> embedding = encoder(frames_uint8)          # (B, 2048)
+    >>> fast = ev.deploy.compile(encoder, backend='auto')
+"""
+from embodied_vision.encoders import create_encoder, Encoder, list_encoders
+
+__version__ = '0.1.0'
+
+__all__ = ['Encoder', '__version__', 'create_encoder', 'list_encoders']

@@ -1,0 +1,1 @@
+"""Hydra configs shipped as package data (reach them with `pkg://embodied_vision.configs`)."""

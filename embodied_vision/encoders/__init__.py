@@ -1,0 +1,14 @@
+"""Encoders: one module per family, all reachable through `create_encoder`."""
+from embodied_vision.encoders import r3m_resnet  # noqa: F401  (registers the entrypoints)
+from embodied_vision.encoders._contract import InputContract
+from embodied_vision.encoders._registry import (
+    create_encoder,
+    get_pretrained_cfgs,
+    list_encoders,
+    PretrainedCfg,
+    register_encoder,
+)
+from embodied_vision.encoders.base import Encoder
+
+__all__ = ['Encoder', 'InputContract', 'PretrainedCfg', 'create_encoder', 'get_pretrained_cfgs',
+           'list_encoders', 'register_encoder']

@@ -1,0 +1,1 @@
+"""Policies and planners, installed as `embodied_vision.policies`."""

