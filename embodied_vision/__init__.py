@@ -5,8 +5,9 @@
     >>> embedding = encoder(frames_uint8)          # (B, 2048)
     >>> fast = ev.deploy.compile(encoder, backend='auto')
 """
-from embodied_vision.encoders import create_encoder, Encoder, list_encoders
+from embodied_vision import deploy
+from embodied_vision.encoders import Encoder, create_encoder, list_encoders
 
 __version__ = '0.1.0'
 
-__all__ = ['Encoder', '__version__', 'create_encoder', 'list_encoders']
+__all__ = ['Encoder', '__version__', 'create_encoder', 'deploy', 'list_encoders']

@@ -14,7 +14,7 @@ import warnings
 import torch
 
 from embodied_vision.checkpoints import native
-from embodied_vision.checkpoints._format import CheckpointError, FORMATS
+from embodied_vision.checkpoints._format import FORMATS, CheckpointError
 
 __all__ = ['read_checkpoint', 'load_pretrained', 'load_encoder', 'load_state_strict']
 

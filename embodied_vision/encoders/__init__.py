@@ -2,10 +2,10 @@
 from embodied_vision.encoders import r3m_resnet  # noqa: F401  (registers the entrypoints)
 from embodied_vision.encoders._contract import InputContract
 from embodied_vision.encoders._registry import (
+    PretrainedCfg,
     create_encoder,
     get_pretrained_cfgs,
     list_encoders,
-    PretrainedCfg,
     register_encoder,
 )
 from embodied_vision.encoders.base import Encoder

@@ -1,0 +1,241 @@
+"""The `embodied-vision` command.
+
+    embodied-vision list                          registered encoders and their weights
+    embodied-vision encode FRAMES --encoder NAME  images/video -> embeddings (.npy/.safetensors)
+    embodied-vision export NAME --format onnx     ONNX / torch.export / TensorRT artefacts
+    embodied-vision bench                         latency per backend next to eager
+    embodied-vision demo                          the `make demo` job
+    embodied-vision collect task=PickPlace ...    record expert episodes (hydra overrides)
+"""
+import argparse
+import importlib
+import json
+import logging
+from pathlib import Path
+import sys
+import time
+
+__all__ = ['main']
+
+_logger = logging.getLogger('embodied_vision')
+
+# Commands implemented elsewhere that take hydra-style `key=value` overrides: name -> module
+# with `main(argv) -> int`. Imported only when used, so optional extras stay optional.
+OVERRIDE_COMMANDS = {
+    'collect': 'embodied_vision.sim.collect',
+}
+
+
+def _cmd_list(args) -> int:
+    from embodied_vision.encoders import create_encoder, get_pretrained_cfgs, list_encoders
+    rows = []
+    for arch in list_encoders(args.pattern):
+        encoder = create_encoder(arch)
+        contract = encoder.input_contract
+        for cfg in get_pretrained_cfgs(arch) or [None]:
+            rows.append({
+                'name': f'{arch}.{cfg.tag}' if cfg else arch, 'embed_dim': encoder.embed_dim,
+                'modality': contract.modality,
+                'input': f'{contract.channels}x' + 'x'.join(map(str, contract.default_size)),
+                'range': f'{contract.value_range[0]:g}-{contract.value_range[1]:g}',
+                'license': cfg.license if cfg else '', 'formats': ','.join(cfg.formats) if cfg
+                else '', 'params_m': sum(p.numel() for p in encoder.parameters()) / 1e6})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f'{"name":<26} {"dim":>5} {"modality":<9} {"input":<10} {"range":<6} {"params":>7}  '
+          f'{"license":<13} formats')
+    for r in rows:
+        print(f'{r["name"]:<26} {r["embed_dim"]:>5} {r["modality"]:<9} {r["input"]:<10} '
+              f'{r["range"]:<6} {r["params_m"]:>6.1f}M  {r["license"]:<13} {r["formats"]}')
+    return 0
+
+
+def _build(args):
+    from embodied_vision import create_encoder, deploy
+    encoder = create_encoder(args.encoder, checkpoint=args.checkpoint)
+    compiled = deploy.compile(encoder, args.backend, device=args.device,
+                              input_size=_size(args, encoder), max_batch=args.batch_size)
+    return encoder, compiled
+
+
+def _size(args, encoder) -> tuple[int, ...]:
+    return (args.size, args.size) if args.size else tuple(encoder.input_contract.default_size)
+
+
+def _cmd_encode(args) -> int:
+    import numpy as np
+    import torch
+
+    from embodied_vision.data.images import iter_frames, to_batch
+    encoder, compiled = _build(args)
+    size = _size(args, encoder)
+    names, chunks, infer_ms = [], [], []
+    frames = iter_frames(args.source, stride=args.stride)
+    batch_frames: list = []
+    start = time.perf_counter()
+
+    def flush():
+        batch = to_batch([f for _, f in batch_frames], None if args.no_resize else size)
+        begin = time.perf_counter()
+        chunks.append(compiled(batch).float().cpu())
+        infer_ms.append((time.perf_counter() - begin) * 1e3 / len(batch_frames))
+        names.extend(n for n, _ in batch_frames)
+        batch_frames.clear()
+
+    for item in frames:
+        batch_frames.append(item)
+        if len(batch_frames) == args.batch_size:
+            flush()
+    if batch_frames:
+        flush()
+    embeddings = torch.cat(chunks)
+    total = time.perf_counter() - start
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {'encoder': encoder.name, 'checkpoint': str(args.checkpoint or ''),
+            'backend': compiled.backend, 'names': names, 'input_size': list(size)}
+    if out.suffix == '.safetensors':
+        from safetensors.torch import save_file
+        save_file({'embeddings': embeddings.contiguous()}, str(out),
+                  metadata={k: json.dumps(v) for k, v in meta.items()})
+    elif out.suffix == '.npy':
+        np.save(out, embeddings.numpy())
+        out.with_suffix('.json').write_text(json.dumps(meta, indent=2) + '\n')
+    else:
+        raise SystemExit(f'--out must end in .npy or .safetensors, got {out}')
+    per_frame = sorted(infer_ms)
+    print(f'encoded {len(names)} frames from {args.source} with {encoder.name} '
+          f'({compiled.backend}, parity {compiled.parity}) -> {out} {tuple(embeddings.shape)}')
+    print(f'total {total:.2f} s, {len(names) / total:.1f} frames/s; model time per frame: '
+          f'median {per_frame[len(per_frame) // 2]:.2f} ms, max {per_frame[-1]:.2f} ms')
+    return 0
+
+
+def _cmd_export(args) -> int:
+    import torch
+
+    from embodied_vision import create_encoder, deploy
+    from embodied_vision.deploy import onnx_runtime, tensorrt
+    encoder = create_encoder(args.encoder, checkpoint=args.checkpoint)
+    size = _size(args, encoder)
+    example = tuple(x.float() for x in encoder.example_inputs(batch_size=2, size=size))
+    out = Path(args.out)
+    start = time.perf_counter()
+    if args.format == 'onnx':
+        onnx_runtime.export_onnx(encoder, out, example, max_batch=args.max_batch)
+        runtime = onnx_runtime.OnnxRuntimeModule(out)
+        report = deploy.measure_parity(encoder, runtime, encoder.example_inputs(3, size))
+    elif args.format == 'exported_program':
+        program = deploy.export_encoder(encoder, example, max_batch=args.max_batch)
+        torch.export.save(program, str(out))
+        report = deploy.measure_parity(encoder, program.module(), example)
+    else:
+        compiled = tensorrt.compile_tensorrt(encoder, example, out, precision=args.precision,
+                                             max_batch=args.max_batch)
+        report = deploy.measure_parity(encoder.cuda(), compiled,
+                                       tuple(x.cuda() for x in example), args.precision)
+    print(f'wrote {out} ({args.format}, batch 1-{args.max_batch}, size {size}) in '
+          f'{time.perf_counter() - start:.1f} s; parity vs eager: {report}')
+    return 0 if report.passed else 1
+
+
+def _cmd_bench(args) -> int:
+    from embodied_vision import create_encoder
+    from embodied_vision.deploy.bench import benchmark_encoder, format_table
+    rows = []
+    for name in args.encoders:
+        encoder = create_encoder(name, checkpoint=None)
+        size = (args.size, args.size) if args.size else None
+        rows += benchmark_encoder(encoder, args.backends, args.batch, input_size=size,
+                                  device=args.device or 'cpu', iterations=args.iterations,
+                                  max_batch=max(args.batch))
+    print(format_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + '\n')
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from embodied_vision.demo import run_demo
+    return run_demo(Path(args.out), encoder=args.encoder, checkpoint=args.checkpoint)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='embodied-vision', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('-v', '--verbose', action='store_true', help='log at INFO level')
+    sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+
+    p = sub.add_parser('list', help='registered encoders, weights tags and contracts')
+    p.add_argument('pattern', nargs='?', default='')
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=_cmd_list)
+
+    def model_args(p):
+        p.add_argument('--encoder', required=True, help='arch or arch.tag (see `list`)')
+        p.add_argument('--checkpoint', default=None, help='official or embodied_vision file')
+        p.add_argument('--size', type=int, default=None, help='square input side')
+        p.add_argument('--device', default=None, help='cpu or cuda (default: cuda if any)')
+
+    p = sub.add_parser('encode', help='embed images from a folder or a video file')
+    p.add_argument('source', help='image folder, image file or video file')
+    model_args(p)
+    p.add_argument('--backend', default='auto', help='auto|eager|inductor|onnxruntime|tensorrt')
+    p.add_argument('--batch-size', type=int, default=8)
+    p.add_argument('--stride', type=int, default=1, help='keep every k-th frame')
+    p.add_argument('--no-resize', action='store_true', help='feed frames at native size')
+    p.add_argument('--out', required=True, help='.npy (+ .json names) or .safetensors')
+    p.set_defaults(func=_cmd_encode)
+
+    p = sub.add_parser('export', help='write an ONNX, torch.export or TensorRT artefact')
+    p.add_argument('encoder', help='arch or arch.tag')
+    p.add_argument('--checkpoint', default=None)
+    p.add_argument('--format', choices=['onnx', 'exported_program', 'tensorrt'],
+                   default='onnx')
+    p.add_argument('--size', type=int, default=None)
+    p.add_argument('--max-batch', type=int, default=32)
+    p.add_argument('--precision', choices=['fp32', 'fp16', 'bf16'], default='fp32')
+    p.add_argument('--out', required=True)
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser('bench', help='latency per backend, side by side with eager')
+    p.add_argument('--encoders', nargs='+', default=['r3m_resnet18', 'r3m_resnet34',
+                                                     'r3m_resnet50'])
+    p.add_argument('--backends', nargs='+', default=['onnxruntime'])
+    p.add_argument('--batch', nargs='+', type=int, default=[1, 8])
+    p.add_argument('--size', type=int, default=None)
+    p.add_argument('--iterations', type=int, default=20)
+    p.add_argument('--device', default=None)
+    p.add_argument('--json', default=None, help='also write the rows as JSON')
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser('demo', help='the `make demo` job')
+    p.add_argument('--out', default='demo_output')
+    p.add_argument('--encoder', default='r3m_resnet18')
+    p.add_argument('--checkpoint', default=None)
+    p.set_defaults(func=_cmd_demo)
+
+    for name in OVERRIDE_COMMANDS:
+        sub.add_parser(name, help='hydra overrides: key=value ... (see its --help)',
+                       add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    logging.basicConfig(level=logging.INFO if '-v' in argv or '--verbose' in argv
+                        else logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
+    if argv and argv[0] in OVERRIDE_COMMANDS:
+        return importlib.import_module(OVERRIDE_COMMANDS[argv[0]]).main(argv[1:])
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, ImportError, RuntimeError) as err:
+        _logger.debug('failed', exc_info=True)
+        print(f'embodied-vision {args.command}: error: {err}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Reading images and video frames for encoding, and resizing them for an encoder.
+
+Frames are kept as uint8 `(H, W, 3)` RGB arrays; `to_batch` turns a list of them into the
+`(B, 3, H, W)` uint8 tensor R3M-style encoders take, after the resize-then-centre-crop that
+R3M's example applies outside the model.
+"""
+from collections.abc import Iterator
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from embodied_vision.utils import require_package
+
+__all__ = ['IMAGE_SUFFIXES', 'VIDEO_SUFFIXES', 'iter_frames', 'resize_center_crop', 'to_batch']
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
+VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.gif')
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert('RGB'))
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f'{path}: not a readable image ({err})') from err
+
+
+def _iter_video(path: Path, stride: int) -> Iterator[tuple[str, np.ndarray]]:
+    imageio = require_package('imageio.v3', 'sim', 'reading video files')
+    try:
+        for index, frame in enumerate(imageio.imiter(path)):
+            if index % stride == 0:
+                yield f'{path.name}#{index}', np.ascontiguousarray(frame[..., :3])
+    except OSError as err:
+        raise ValueError(f'{path}: not a readable video ({err})') from err
+
+
+def iter_frames(source: str | os.PathLike, stride: int = 1) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield `(name, rgb uint8 HxWx3)` from an image folder (sorted), an image or a video."""
+    if stride < 1:
+        raise ValueError(f'stride must be >= 1, got {stride}')
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f'{path} holds no images with suffixes {IMAGE_SUFFIXES}')
+        for file in files[::stride]:
+            yield file.name, _read_image(file)
+    elif path.suffix.lower() in VIDEO_SUFFIXES:
+        yield from _iter_video(path, stride)
+    elif path.suffix.lower() in IMAGE_SUFFIXES:
+        yield path.name, _read_image(path)
+    else:
+        raise ValueError(f'{path} is not a folder of images, an image {IMAGE_SUFFIXES} or a '
+                         f'video {VIDEO_SUFFIXES}')
+
+
+def resize_center_crop(batch: torch.Tensor, size: tuple[int, int],
+                       resize_ratio: float = 256 / 224) -> torch.Tensor:
+    """Resize the shorter side to `size * resize_ratio`, then centre-crop to `size`.
+
+    Works on `(B, 3, H, W)` tensors of any dtype; uint8 stays uint8 (rounded).
+    """
+    out_h, out_w = size
+    h, w = batch.shape[-2:]
+    scale = max(out_h, out_w) * resize_ratio / min(h, w)
+    new_h, new_w = max(out_h, round(h * scale)), max(out_w, round(w * scale))
+    resized = F.interpolate(batch.float(), size=(new_h, new_w), mode='bilinear',
+                            antialias=True, align_corners=False)
+    top, left = (new_h - out_h) // 2, (new_w - out_w) // 2
+    cropped = resized[..., top:top + out_h, left:left + out_w]
+    if batch.dtype == torch.uint8:
+        return cropped.round_().clamp_(0, 255).to(torch.uint8)
+    return cropped.to(batch.dtype)
+
+
+def to_batch(frames: list[np.ndarray], size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Stack RGB uint8 frames into `(B, 3, H, W)`, resizing each when `size` is given."""
+    tensors = [torch.from_numpy(np.require(f, np.uint8, ['C', 'W'])).permute(2, 0, 1)
+               for f in frames]
+    if size is None:
+        shapes = {tuple(t.shape) for t in tensors}
+        if len(shapes) > 1:
+            raise ValueError(f'frames have different sizes {sorted(shapes)}; pass a size')
+        return torch.stack(tensors)
+    return torch.cat([resize_center_crop(t[None], size) for t in tensors])

@@ -1,0 +1,90 @@
+"""Latency measurement for compiled encoders, side by side with eager in the same run.
+
+Figures are medians and 90th percentiles of wall time per call (CUDA synchronised), and the
+speed-up is eager median / backend median, since shared machines are noisy in absolute terms.
+"""
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+import statistics
+import time
+
+import torch
+
+__all__ = ['Latency', 'measure_latency', 'benchmark_encoder', 'format_table']
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Per-call wall time in milliseconds."""
+
+    median_ms: float
+    p90_ms: float
+    mean_ms: float
+    iterations: int
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def measure_latency(fn: Callable, inputs: Sequence[torch.Tensor], warmup: int = 3,
+                    iterations: int = 20, min_seconds: float = 0.0,
+                    device: str = 'cpu') -> Latency:
+    """Time `fn(*inputs)`: `warmup` untimed calls, then at least `iterations` timed ones."""
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn(*inputs)
+        _sync(device)
+        times = []
+        begin = time.perf_counter()
+        while len(times) < iterations or time.perf_counter() - begin < min_seconds:
+            start = time.perf_counter()
+            fn(*inputs)
+            _sync(device)
+            times.append((time.perf_counter() - start) * 1e3)
+    ordered = sorted(times)
+    return Latency(median_ms=statistics.median(ordered),
+                   p90_ms=ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
+                   mean_ms=statistics.fmean(ordered), iterations=len(ordered))
+
+
+def benchmark_encoder(encoder, backends: Sequence[str], batch_sizes: Sequence[int] = (1, 8),
+                      input_size: tuple[int, ...] | None = None, device: str = 'cpu',
+                      warmup: int = 3, iterations: int = 20, **compile_options) -> list[dict]:
+    """One row per (backend, batch): latency, speed-up over eager and parity error."""
+    from embodied_vision.deploy.compile import compile as compile_encoder
+    size = tuple(input_size or encoder.input_contract.default_size)
+    runners = {}
+    for backend in dict.fromkeys(['eager', *backends]):
+        runners[backend] = compile_encoder(encoder, backend, device=device, input_size=size,
+                                           **compile_options)
+    rows = []
+    generator = torch.Generator().manual_seed(1)
+    for batch in batch_sizes:
+        inputs = encoder.example_inputs(batch_size=batch, size=size, generator=generator)
+        inputs = tuple(x.round().to(torch.uint8) for x in inputs) \
+            if encoder.input_contract.value_range == (0.0, 255.0) else inputs
+        baseline = None
+        for backend, runner in runners.items():
+            latency = measure_latency(runner, inputs, warmup, iterations, device=device)
+            baseline = baseline or latency
+            rows.append({
+                'encoder': encoder.name, 'backend': backend, 'batch': batch,
+                'size': 'x'.join(map(str, size)), 'median_ms': latency.median_ms,
+                'p90_ms': latency.p90_ms, 'speedup': baseline.median_ms / latency.median_ms,
+                'parity_max_abs': runner.parity.max_abs_error if runner.parity else 0.0,
+            })
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """A fixed-width text table of `benchmark_encoder` rows."""
+    header = (f'{"encoder":<16} {"backend":<12} {"batch":>5} {"size":>8} {"median ms":>10} '
+              f'{"p90 ms":>9} {"vs eager":>9} {"max abs err":>12}')
+    lines = [header, '-' * len(header)]
+    for r in rows:
+        lines.append(f'{r["encoder"]:<16} {r["backend"]:<12} {r["batch"]:>5} {r["size"]:>8} '
+                     f'{r["median_ms"]:>10.2f} {r["p90_ms"]:>9.2f} {r["speedup"]:>8.2f}x '
+                     f'{r["parity_max_abs"]:>12.2e}')
+    return '\n'.join(lines)

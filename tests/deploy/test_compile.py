@@ -1,0 +1,129 @@
+"""Runtimes: parity with eager, dynamic batch, caching, backend choice and refusals."""
+import pytest
+import torch
+
+from embodied_vision import create_encoder, deploy
+from embodied_vision.deploy import ParityError
+from embodied_vision.deploy.cache import artifact_key
+from embodied_vision.utils import is_available
+from tests.conftest import TINY
+
+
+@pytest.fixture(scope='module')
+def encoder():
+    torch.manual_seed(0)
+    return create_encoder('r3m_resnet18')
+
+
+def _frames(batch, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, 3, *TINY), dtype=torch.uint8, generator=generator)
+
+
+def test_onnxruntime_matches_eager_at_any_batch(encoder, cache_dir):
+    compiled = deploy.compile(encoder, 'onnxruntime', device='cpu', input_size=TINY,
+                              cache_dir=cache_dir)
+    assert compiled.backend == 'onnxruntime' and compiled.artifact.suffix == '.onnx'
+    assert compiled.parity.passed and compiled.parity.max_abs_error < 1e-4
+    assert compiled.parity.probe_shape[0] == 3  # not the export batch (2)
+    for batch in (1, 7):
+        frames = _frames(batch)
+        with torch.inference_mode():
+            expected = encoder(frames)
+        out = compiled(frames)  # uint8 in, cast inside the wrapper
+        assert out.shape == (batch, encoder.embed_dim) and out.dtype == torch.float32
+        torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_artifact_cache_is_reused_and_keyed_by_weights(encoder, cache_dir):
+    first = deploy.compile(encoder, 'onnxruntime', device='cpu', input_size=TINY,
+                           cache_dir=cache_dir)
+    stamp = first.artifact.stat().st_mtime_ns
+    again = deploy.compile(encoder, 'onnxruntime', device='cpu', input_size=TINY,
+                           cache_dir=cache_dir)
+    assert again.artifact == first.artifact and again.artifact.stat().st_mtime_ns == stamp
+    other = create_encoder('r3m_resnet18')
+    assert artifact_key(other, 'onnxruntime', {}) != artifact_key(encoder, 'onnxruntime', {})
+    assert artifact_key(encoder, 'onnxruntime', {'size': (64, 64)}) != \
+        artifact_key(encoder, 'onnxruntime', {'size': (96, 96)})
+
+
+def test_parity_gate_refuses_a_runtime_past_tolerance(encoder, cache_dir):
+    # ONNX Runtime differs from eager by ~1e-7; a zero tolerance must refuse it.
+    with pytest.raises(ParityError, match='drifts from eager'):
+        deploy.compile(encoder, 'onnxruntime', device='cpu', input_size=TINY, atol=0.0,
+                       rtol=0.0, cache_dir=cache_dir)
+
+
+def test_measure_parity_reports_real_drift():
+    reference = torch.nn.Linear(4, 3)
+    noisy = torch.nn.Linear(4, 3)
+    noisy.load_state_dict(reference.state_dict())
+    with torch.no_grad():
+        noisy.bias.add_(0.5)
+    report = deploy.measure_parity(reference, noisy, (torch.randn(5, 4),))
+    assert report.max_abs_error == pytest.approx(0.5, abs=1e-6)
+    assert not report.passed
+
+
+def test_eager_backend_and_auto_on_cpu(encoder, cache_dir):
+    eager = deploy.compile(encoder, 'eager', device='cpu', input_size=TINY)
+    assert eager.parity.max_abs_error == 0.0
+    expected = 'onnxruntime' if is_available('onnxruntime') else 'eager'
+    assert deploy.resolve_backend('auto', 'cpu') == expected
+    assert 'tensorrt' not in deploy.available_backends('cpu')
+
+
+def test_inductor_matches_eager(encoder):
+    compiled = deploy.compile(encoder, 'inductor', device='cpu', input_size=TINY)
+    frames = _frames(3, seed=4)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled(frames), encoder(frames), rtol=1e-4, atol=1e-4)
+
+
+def test_bad_arguments_are_named(encoder):
+    with pytest.raises(ValueError, match=r"backend='tensor_rt' is not one of"):
+        deploy.compile(encoder, 'tensor_rt', device='cpu')
+    with pytest.raises(ValueError, match='needs a CUDA device'):
+        deploy.compile(encoder, 'eager', device='cpu', precision='fp16')
+    with pytest.raises(ValueError, match='precision'):
+        deploy.compile(encoder, 'eager', device='cpu', precision='int3')
+
+
+@pytest.mark.skipif(is_available('torch_tensorrt'), reason='torch_tensorrt is installed')
+def test_tensorrt_without_the_package_names_the_extra(encoder, cache_dir):
+    with pytest.raises(ImportError, match=r'embodied_vision\[tensorrt\]'):
+        deploy.compile(encoder, 'tensorrt', device='cpu', input_size=TINY,
+                       cache_dir=cache_dir)
+
+
+def test_tensorrt_precision_arguments_follow_the_installed_version():
+    from embodied_vision.deploy.tensorrt import precision_kwargs
+    assert precision_kwargs('2.8.0', 'fp16') == {'enabled_precisions': {torch.float16}}
+    assert precision_kwargs('2.12.0+cu130', 'fp32') == {'enabled_precisions': {torch.float32}}
+    assert precision_kwargs('2.13.0', 'fp32') == {}
+    assert precision_kwargs('2.14.0a0', 'bf16') == {
+        'enable_autocast': True, 'autocast_low_precision_type': torch.bfloat16}
+    with pytest.raises(ValueError, match='precision'):
+        precision_kwargs('2.13.0', 'int8')
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize('backend,precision', [('eager', 'fp16'), ('eager', 'bf16'),
+                                               ('inductor', 'fp32')])
+def test_gpu_runtimes_pass_parity(encoder, backend, precision, cache_dir):
+    compiled = deploy.compile(encoder, backend, device='cuda', precision=precision,
+                              input_size=(224, 224), cache_dir=cache_dir)
+    assert compiled.parity.passed, compiled.parity
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not is_available('torch_tensorrt'), reason='needs torch_tensorrt')
+@pytest.mark.parametrize('precision', ['fp32', 'fp16'])
+def test_tensorrt_engine_passes_parity_and_is_cached(encoder, precision, cache_dir):
+    built = deploy.compile(encoder, 'tensorrt', device='cuda', precision=precision,
+                           input_size=(224, 224), max_batch=8, cache_dir=cache_dir)
+    assert built.parity.passed and built.artifact.exists()
+    loaded = deploy.compile(encoder, 'tensorrt', device='cuda', precision=precision,
+                            input_size=(224, 224), max_batch=8, cache_dir=cache_dir)
+    assert loaded.build_seconds < built.build_seconds

@@ -1,0 +1,94 @@
+"""The `embodied-vision` command end to end (in process, on tiny inputs)."""
+import json
+
+import numpy as np
+from PIL import Image
+import pytest
+from safetensors.numpy import load_file
+import torch
+
+from embodied_vision import create_encoder
+from embodied_vision.checkpoints import save_encoder
+from embodied_vision.cli import main
+
+
+@pytest.fixture
+def frames_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / 'frames'
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(
+            folder / f'{i:02d}.png')
+    return folder
+
+
+def test_list_json(capsys):
+    assert main(['list', 'r3m', '--json']) == 0
+    rows = json.loads(capsys.readouterr().out)
+    dims = {r['name']: r['embed_dim'] for r in rows}
+    assert dims['r3m_resnet50.ego4d'] == 2048 and dims['r3m_resnet18.tv_in1k'] == 512
+
+
+def test_encode_folder_to_npy_matches_library(tmp_path, frames_dir, capsys, monkeypatch):
+    monkeypatch.setenv('EMBODIED_VISION_CACHE', str(tmp_path / 'cache'))
+    ckpt = save_encoder(create_encoder('r3m_resnet18'), tmp_path / 'ckpt')
+    out = tmp_path / 'emb.npy'
+    assert main(['encode', str(frames_dir), '--encoder', 'r3m_resnet18', '--checkpoint',
+                 str(ckpt), '--size', '64', '--batch-size', '2', '--backend', 'eager',
+                 '--out', str(out)]) == 0
+    assert 'encoded 5 frames' in capsys.readouterr().out
+    embeddings = np.load(out)
+    meta = json.loads(out.with_suffix('.json').read_text())
+    assert embeddings.shape == (5, 512) and meta['names'][0] == '00.png'
+    # Same numbers as the library on the same frame with the same resize.
+    from embodied_vision.checkpoints import load_encoder
+    from embodied_vision.data.images import iter_frames, to_batch
+    frame = next(iter_frames(frames_dir))[1]
+    with torch.inference_mode():
+        expected = load_encoder(ckpt)(to_batch([frame], (64, 64)))
+    np.testing.assert_allclose(embeddings[0], expected[0].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_encode_to_safetensors_with_onnxruntime(tmp_path, frames_dir, monkeypatch):
+    monkeypatch.setenv('EMBODIED_VISION_CACHE', str(tmp_path / 'cache'))
+    out = tmp_path / 'emb.safetensors'
+    assert main(['encode', str(frames_dir), '--encoder', 'r3m_resnet18', '--size', '64',
+                 '--backend', 'onnxruntime', '--out', str(out)]) == 0
+    assert load_file(str(out))['embeddings'].shape == (5, 512)
+
+
+def test_export_onnx_and_exported_program(tmp_path, capsys):
+    onnx_path = tmp_path / 'r18.onnx'
+    assert main(['export', 'r3m_resnet18', '--format', 'onnx', '--size', '64',
+                 '--out', str(onnx_path)]) == 0
+    assert onnx_path.stat().st_size > 10_000_000  # 11.2M fp32 parameters
+    program_path = tmp_path / 'r18.pt2'
+    assert main(['export', 'r3m_resnet18', '--format', 'exported_program', '--size', '64',
+                 '--out', str(program_path)]) == 0
+    module = torch.export.load(str(program_path)).module()
+    assert module(torch.rand(4, 3, 64, 64) * 255).shape == (4, 512)
+    assert capsys.readouterr().out.count('parity vs eager') == 2
+
+
+def test_bench_prints_a_table(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv('EMBODIED_VISION_CACHE', str(tmp_path / 'cache'))
+    rows = tmp_path / 'rows.json'
+    assert main(['bench', '--encoders', 'r3m_resnet18', '--backends', 'onnxruntime',
+                 '--batch', '1', '2', '--size', '64', '--iterations', '3',
+                 '--json', str(rows)]) == 0
+    table = capsys.readouterr().out
+    assert 'vs eager' in table and table.count('r3m_resnet18') == 4
+    parsed = json.loads(rows.read_text())
+    assert {(r['backend'], r['batch']) for r in parsed} == {
+        ('eager', 1), ('onnxruntime', 1), ('eager', 2), ('onnxruntime', 2)}
+    assert all(r['median_ms'] > 0 for r in parsed)
+
+
+def test_errors_are_reported_not_raised(tmp_path, capsys):
+    assert main(['encode', str(tmp_path), '--encoder', 'r3m_resnet18', '--out',
+                 str(tmp_path / 'x.npy')]) == 2
+    assert 'holds no images' in capsys.readouterr().err
+    assert main(['encode', str(tmp_path), '--encoder', 'r3m_resnet99', '--out',
+                 str(tmp_path / 'x.npy')]) == 2
+    assert 'unknown encoder' in capsys.readouterr().err
