@@ -287,6 +287,12 @@ def test_pointcloud_nans_and_is_dense():
     # is_dense is trusted (as sensor_msgs_py does): no scan
     msg.is_dense = True
     assert len(pointcloud2_to_numpy(msg)) == 10
+    # non-adjacent fields take the per-field path
+    gapped = np.zeros(10, {'names': ['x', 'y', 'z'], 'formats': ['<f4'] * 3,
+                           'offsets': [0, 4, 12], 'itemsize': 16})
+    gapped['x'], gapped['y'], gapped['z'] = xyz.T
+    fields = [_field('x', 0, FLOAT32), _field('y', 4, FLOAT32), _field('z', 12, FLOAT32)]
+    np.testing.assert_array_equal(pointcloud2_to_numpy(_cloud(gapped, fields)), xyz[keep])
 
 
 def test_pointcloud_big_endian_and_integer_fields():
