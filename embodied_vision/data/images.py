@@ -30,7 +30,7 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def _iter_video(path: Path, stride: int) -> Iterator[tuple[str, np.ndarray]]:
-    imageio = require_package('imageio.v3', 'sim', 'reading video files')
+    imageio = require_package('imageio.v3', 'core', 'reading video files')
     try:
         for index, frame in enumerate(imageio.imiter(path)):
             if index % stride == 0:
