@@ -1,0 +1,247 @@
+"""`encoder_node`: sensor_msgs/Image in -> embedding out, a lifecycle node.
+
+Output message: **sensor_msgs/Image, encoding `32FC1`, height 1, width `embed_dim`**, with the
+input image's header (stamp and frame_id) copied unchanged. Why this type:
+
+- it is a standard message that carries a header, so the embedding is stamped with the frame
+  it came from and downstream nodes can pair it exactly with other streams of that frame;
+- it needs no custom interface package, so the node runs on the PyPI rclpy wheels and on any
+  distro without building messages;
+- bags, rosbags, Foxglove and `ros2 topic echo` all read it; `image_to_numpy` turns it back
+  into a `(1, D)` float32 array with one `np.frombuffer`.
+`std_msgs/Float32MultiArray` was rejected because it has no header (no stamp to pair on).
+
+Lifecycle:
+- `on_configure`: build the encoder (`create_encoder(encoder_name, checkpoint_path)`),
+  compile it for `backend` (`deploy.compile`, parity-checked against eager) and warm it up.
+  Any failure (missing or corrupt checkpoint, unknown encoder, backend unavailable, parity
+  error) is logged and returns FAILURE: the node stays unconfigured and keeps running.
+- `on_activate`: subscribe to `input_topic` and start the inference worker.
+- `on_deactivate`: unsubscribe and stop the worker; `on_cleanup`: drop the model.
+
+Frames go into a one-frame mailbox (`LatestSlot`); one worker thread takes the newest frame,
+so when inference is slower than the camera stale frames are dropped (counted in
+diagnostics as `dropped`), never queued. Stages timed per frame: `convert` (Image -> numpy),
+`preprocess` (resize + centre crop, `embodied_vision.data.images.to_batch`), `inference`,
+`publish`, and `total` (arrival -> published). Bad input (an encoding other than rgb8,
+bgr8, rgba8, bgra8, mono8; step/size mismatch; truncated data) is logged with a throttle,
+counted as `rejected`, and produces no output.
+"""
+import re
+import threading
+import time
+
+import numpy as np
+from sensor_msgs.msg import Image
+
+from embodied_vision.ros_nodes.conversions import image_to_numpy, numpy_to_image
+from embodied_vision.ros_nodes.lifecycle_base import (
+    LatestSlot,
+    ManagedNode,
+    ParamSpec,
+    TransitionCallbackReturn,
+    run_node,
+)
+
+__all__ = ['EncoderNode', 'COLOUR_ENCODINGS', 'main']
+
+COLOUR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
+BACKEND_CHOICES = ('auto', 'eager', 'onnxruntime', 'inductor', 'tensorrt')
+_DEVICE = re.compile(r'^(|cpu|cuda(:\d+)?)$')
+
+
+class EncoderNode(ManagedNode):
+    """Embeds camera frames with a compiled encoder; see the module docstring."""
+
+    PARAMETERS = (
+        ParamSpec('encoder_name', 'r3m_resnet18', 'registered encoder, arch or arch.tag '
+                  '(`embodied-vision list`)', read_only=True),
+        ParamSpec('checkpoint_path', '', 'weights file or directory (official or '
+                  'embodied_vision format); empty = random init', read_only=True),
+        ParamSpec('backend', 'auto', 'runtime; auto = tensorrt on CUDA, else onnxruntime, '
+                  'else eager', choices=BACKEND_CHOICES, read_only=True),
+        ParamSpec('device', '', "'cpu', 'cuda' or 'cuda:N'; empty = cuda when available",
+                  read_only=True),
+        ParamSpec('precision', 'fp32', 'inference precision (fp16/bf16 need CUDA)',
+                  choices=('fp32', 'fp16', 'bf16'), read_only=True),
+        ParamSpec('network_image_width', 0, 'encoder input width after resize + centre '
+                  'crop; 0 = the encoder default', low=0, high=4096, read_only=True),
+        ParamSpec('network_image_height', 0, 'encoder input height after resize + centre '
+                  'crop; 0 = the encoder default', low=0, high=4096, read_only=True),
+        ParamSpec('engine_cache_dir', '', 'where compiled artefacts (ONNX, TensorRT) are '
+                  'cached; empty = the default cache', read_only=True),
+        ParamSpec('force_engine_update', False, 'rebuild the compiled artefact even when a '
+                  'cached one matches', read_only=True),
+        ParamSpec('check_parity', True, 'compare the compiled runtime with eager fp32 at '
+                  'configure and fail on drift', read_only=True),
+        ParamSpec('input_topic', 'image', 'sensor_msgs/Image input', read_only=True),
+        ParamSpec('output_topic', 'embedding', 'embedding output (sensor_msgs/Image 32FC1, '
+                  '1 x embed_dim)', read_only=True),
+    ) + ManagedNode.qos_specs('input', 'sensor_data', 1, 'image subscription') \
+        + ManagedNode.qos_specs('output', 'reliable', 10, 'embedding publisher')
+    STAGES = ('convert', 'preprocess', 'inference', 'publish', 'total')
+
+    def __init__(self, node_name: str = 'encoder_node', **kwargs):
+        self.model = None
+        self.input_size: tuple[int, int] | None = None
+        self._publisher = None
+        self._subscription = None
+        self._worker: threading.Thread | None = None
+        self._slot = LatestSlot()
+        self._running = threading.Event()
+        super().__init__(node_name, **kwargs)
+
+    def validate_parameter(self, name: str, value) -> str:
+        if name == 'device' and not _DEVICE.match(str(value)):
+            return f"device={value!r} is not allowed; use '', 'cpu', 'cuda' or 'cuda:N'"
+        if name == 'encoder_name':
+            from embodied_vision.encoders import list_encoders
+            from embodied_vision.encoders._registry import split_name
+            known = list_encoders()
+            if split_name(str(value))[0] not in known:
+                return f'encoder_name={value!r} is unknown; allowed: {", ".join(known)}'
+        return ''
+
+    # ----------------------------------------------------------------------- lifecycle
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        try:
+            self._build_model()
+        except Exception as err:  # any load/compile failure: report it, stay unconfigured
+            self.get_logger().error(f'configure failed: {type(err).__name__}: {err}')
+            self.model = None
+            return TransitionCallbackReturn.FAILURE
+        self._publisher = self.create_lifecycle_publisher(
+            Image, self.param('output_topic'), self.qos('output'))
+        return TransitionCallbackReturn.SUCCESS
+
+    def _build_model(self) -> None:
+        import torch
+
+        from embodied_vision import create_encoder, deploy
+        from embodied_vision.data.images import to_batch
+        device = self.param('device') or ('cuda' if torch.cuda.is_available() else 'cpu')
+        encoder = create_encoder(self.param('encoder_name'),
+                                 checkpoint=self.param('checkpoint_path') or None)
+        width, height = self.param('network_image_width'), self.param('network_image_height')
+        default = tuple(encoder.input_contract.default_size)
+        self.input_size = (height or default[0], width or default[1])
+        encoder.input_contract.check_spatial(self.input_size)
+        self.model = deploy.compile(
+            encoder, self.param('backend'), device=device, precision=self.param('precision'),
+            input_size=self.input_size, max_batch=1, check_parity=self.param('check_parity'),
+            cache_dir=self.param('engine_cache_dir') or None,
+            use_cache=not self.param('force_engine_update'))
+        warm = to_batch([np.zeros((*self.input_size, 3), np.uint8)], self.input_size)
+        for _ in range(2):
+            self.model(warm)
+        self.get_logger().info(
+            f'{encoder.name} ({encoder.embed_dim}-d) on {self.model.backend}/{device}, input '
+            f'{self.input_size}, built in {self.model.build_seconds:.1f} s, parity '
+            f'{self.model.parity}')
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self._slot.reopen()
+        self._running.set()
+        self._worker = threading.Thread(target=self._work, name='encoder_worker', daemon=True)
+        self._worker.start()
+        self._subscription = self.create_subscription(
+            Image, self.param('input_topic'), self._on_image, self.qos('input'))
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._stop()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self.release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop(self) -> None:
+        if self._subscription is not None:
+            self.destroy_subscription(self._subscription)
+            self._subscription = None
+        self._running.clear()
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+
+    def release(self) -> None:
+        self._stop()
+        if self._publisher is not None:
+            self.destroy_lifecycle_publisher(self._publisher)
+            self._publisher = None
+        if self.model is not None:
+            cuda = str(self.model.device).startswith('cuda')
+            self.model = None
+            if cuda:
+                import torch
+                torch.cuda.empty_cache()
+
+    # ----------------------------------------------------------------------- data path
+    def _on_image(self, msg: Image) -> None:
+        self.count('received')
+        if self._slot.put((msg, time.perf_counter())):
+            self.count('dropped')
+
+    def _work(self) -> None:
+        while self._running.is_set():
+            item = self._slot.get(timeout=0.2)
+            if item is None:
+                continue
+            try:
+                self.process(*item)
+            except Exception as err:  # a bug must not kill the worker silently
+                self.reject('internal', f'{type(err).__name__}: {err}')
+
+    def process(self, msg: Image, arrived: float | None = None) -> np.ndarray | None:
+        """Embed one Image and publish it; returns the (1, D) embedding, None if rejected."""
+        from embodied_vision.data.images import to_batch
+        t0 = time.perf_counter()
+        arrived = t0 if arrived is None else arrived
+        if msg.encoding not in COLOUR_ENCODINGS:
+            self.reject('encoding', f'encoding {msg.encoding!r} is not a colour image; '
+                        f'allowed: {", ".join(COLOUR_ENCODINGS)}')
+            return None
+        try:
+            frame = image_to_numpy(msg, to_rgb=True)
+        except ValueError as err:
+            self.reject('malformed', str(err))
+            return None
+        if frame.ndim == 2:
+            frame = np.repeat(frame[..., None], 3, axis=2)
+        t1 = time.perf_counter()
+        batch = to_batch([frame], self.input_size)
+        t2 = time.perf_counter()
+        embedding = self.model(batch).float().cpu().numpy()
+        t3 = time.perf_counter()
+        if not np.all(np.isfinite(embedding)):
+            self.reject('non_finite_output', 'the encoder returned NaN or inf')
+            return None
+        self._publisher.publish(numpy_to_image(embedding, '32FC1', header=msg.header))
+        t4 = time.perf_counter()
+        self.count('published')
+        for stage, seconds in (('convert', t1 - t0), ('preprocess', t2 - t1),
+                               ('inference', t3 - t2), ('publish', t4 - t3),
+                               ('total', t4 - arrived)):
+            self.timer.add(stage, seconds)
+        return embedding
+
+    def diagnostic_values(self) -> dict[str, str]:
+        if self.model is None:
+            return {}
+        parity = self.model.parity
+        return {'encoder': self.model.name, 'backend': self.model.backend,
+                'device': str(self.model.device), 'precision': self.model.precision,
+                'embed_dim': str(self.model.embed_dim),
+                'input_size': 'x'.join(map(str, self.input_size)),
+                'parity_max_abs_error': f'{parity.max_abs_error:.3g}' if parity else 'n/a'}
+
+
+def main(args=None) -> int:
+    """Console script `encoder_node`."""
+    return run_node(EncoderNode, args)
+
+
+if __name__ == '__main__':
+    main()
