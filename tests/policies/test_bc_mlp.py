@@ -1,0 +1,109 @@
+"""bc_mlp: config validation, training reduces the loss, save/load, select_action shapes."""
+import numpy as np
+import pytest
+import torch
+
+from embodied_vision.encoders import create_encoder
+from embodied_vision.policies import (
+    ACTION,
+    OBS_EMBEDDING,
+    OBS_EXPERT_ACTION,
+    OBS_STATE,
+    BCMLPConfig,
+    BCMLPPolicy,
+    ScriptedExpertPolicy,
+    list_policies,
+    load_policy,
+    make_policy,
+)
+from embodied_vision.policies.training import bc_dataset, train_bc
+
+
+def _linear_dataset(n=512, embed_dim=16, state_dim=8, action_dim=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    emb = torch.randn(n, embed_dim, generator=g)
+    state = torch.randn(n, state_dim, generator=g) * 0.1 + 0.3
+    w = torch.randn(embed_dim + state_dim, action_dim, generator=g) * 0.3
+    action = torch.tanh(torch.cat([emb, state], 1) @ w)
+    return {OBS_EMBEDDING: emb, OBS_STATE: state, ACTION: action}
+
+
+def test_defaults_construct_and_bad_fields_are_named():
+    assert isinstance(make_policy('bc_mlp'), BCMLPPolicy)
+    assert set(list_policies()) == {'bc_mlp', 'scripted_expert'}
+    with pytest.raises(ValueError, match='embed_dim'):
+        BCMLPConfig(embed_dim=0)
+    with pytest.raises(ValueError, match='dropout'):
+        BCMLPConfig(dropout=1.5)
+    with pytest.raises(ValueError, match='known'):
+        make_policy('bc_transformer')
+    with pytest.raises(ValueError, match='unknown BCMLPConfig fields'):
+        BCMLPConfig.from_dict({'embed_dim': 4, 'colour': 'red'})
+
+
+def test_training_reduces_the_loss():
+    data = _linear_dataset()
+    policy = make_policy('bc_mlp', embed_dim=16, state_dim=8, action_dim=4, lr=3e-3)
+    history = train_bc(policy, data, steps=300, batch_size=128, log_every=50)
+    twin = BCMLPPolicy(policy.config)  # untrained, with the same normalisation
+    for name in ('state_mean', 'state_std', 'action_mean', 'action_std'):
+        getattr(twin, name).copy_(getattr(policy, name))
+    with torch.no_grad():
+        initial, _ = twin.eval()(data)
+    assert history[-1]['loss'] < 0.25 * history[0]['loss']
+    assert history[-1]['loss'] < 0.5 * float(initial)
+    loss, logs = policy(data)
+    assert loss.ndim == 0 and set(logs) == {'loss'}
+
+
+def test_save_load_round_trip(tmp_path):
+    data = _linear_dataset()
+    policy = make_policy('bc_mlp', embed_dim=16, state_dim=8, action_dim=4, hidden_dims=(32,))
+    train_bc(policy, data, steps=20, batch_size=64)
+    policy.save_pretrained(tmp_path / 'bc')
+    loaded = load_policy(tmp_path / 'bc')
+    assert loaded.config == policy.config
+    obs = {OBS_EMBEDDING: data[OBS_EMBEDDING][:5], OBS_STATE: data[OBS_STATE][:5]}
+    torch.testing.assert_close(loaded.select_action(obs), policy.select_action(obs))
+    with pytest.raises(FileNotFoundError, match='config.json'):
+        load_policy(tmp_path / 'missing')
+
+
+def test_select_action_shapes_and_clip():
+    policy = make_policy('bc_mlp', embed_dim=16, state_dim=8, action_dim=4)
+    policy.reset()
+    single = policy.select_action({OBS_EMBEDDING: np.zeros(16, np.float32),
+                                   OBS_STATE: np.zeros(8, np.float32)})
+    assert single.shape == (4,)
+    batch = policy.select_action({OBS_EMBEDDING: torch.randn(3, 16) * 100,
+                                  OBS_STATE: torch.randn(3, 8)})
+    assert batch.shape == (3, 4) and batch.abs().max() <= 1.0
+    with pytest.raises(ValueError, match=r'\(16,\)'):
+        policy.select_action({OBS_EMBEDDING: torch.zeros(15), OBS_STATE: torch.zeros(8)})
+    with pytest.raises(KeyError, match='observation.state'):
+        policy.select_action({OBS_EMBEDDING: torch.zeros(16)})
+    images_only = make_policy('bc_mlp', embed_dim=16, state_dim=0, action_dim=2)
+    assert images_only.select_action({OBS_EMBEDDING: torch.zeros(16)}).shape == (2,)
+
+
+def test_bc_dataset_from_episodes_embeds_every_step():
+    encoder = create_encoder('r3m_resnet18')
+    rng = np.random.default_rng(0)
+    episodes = [{'front/rgb': rng.integers(0, 256, (t, 40, 48, 3), dtype=np.uint8),
+                 'proprio': rng.normal(size=(t, 8)).astype(np.float32),
+                 'action': rng.uniform(-1, 1, (t, 4)).astype(np.float32)} for t in (3, 2)]
+    data = bc_dataset(episodes, encoder, size=(64, 64), batch_size=2)
+    assert data[OBS_EMBEDDING].shape == (5, 512) and data[ACTION].shape == (5, 4)
+    with pytest.raises(KeyError, match='front/rgb'):
+        bc_dataset([{'proprio': np.zeros((1, 8)), 'action': np.zeros((1, 4))}], encoder)
+
+
+def test_scripted_expert_reads_the_privileged_action():
+    policy = make_policy('scripted_expert')
+    assert isinstance(policy, ScriptedExpertPolicy)
+    action = policy.select_action({OBS_EXPERT_ACTION: np.array([0.1, 0.2, -0.3, 1.0])})
+    torch.testing.assert_close(action, torch.tensor([0.1, 0.2, -0.3, 1.0]))
+    with pytest.raises(KeyError, match='expert'):
+        policy.select_action({})
+    with pytest.raises(TypeError, match='not trainable'):
+        policy.forward({})
