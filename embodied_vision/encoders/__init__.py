@@ -1,5 +1,5 @@
 """Encoders: one module per family, all reachable through `create_encoder`."""
-from embodied_vision.encoders import r3m_resnet  # noqa: F401  (registers the entrypoints)
+from embodied_vision.encoders import film_resnet, r3m_resnet  # noqa: F401  (registration)
 from embodied_vision.encoders._contract import InputContract
 from embodied_vision.encoders._registry import (
     PretrainedCfg,
