@@ -1,0 +1,12 @@
+"""Self-supervised and language-grounded pretraining objectives."""
+from embodied_vision.pretrain.augment import pad_random_crop
+from embodied_vision.pretrain.language_alignment import (
+    LanguageRegressionHead,
+    language_accuracy,
+    language_distance_loss,
+    language_regression_loss,
+    similarity_f1,
+)
+
+__all__ = ['LanguageRegressionHead', 'language_accuracy', 'language_distance_loss',
+           'language_regression_loss', 'pad_random_crop', 'similarity_f1']

@@ -1,0 +1,26 @@
+"""Image augmentations used by the pretraining objectives (batched, no Python loop per pixel)."""
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+__all__ = ['pad_random_crop']
+
+
+def pad_random_crop(images: torch.Tensor, pad: int, generator: torch.Generator | None = None
+                    ) -> torch.Tensor:
+    """Replicate-pad by `pad` pixels, then crop back at a random offset per image.
+
+    The "pad-and-random-crop" shift augmentation of Lang4Sim2Real (pad 12 for pretraining,
+    4 for BC) and DrQ. Works on `(B, C, H, W)` of any dtype; returns the same shape and dtype.
+    """
+    if pad < 0:
+        raise ValueError(f'pad must be >= 0, got {pad}')
+    if pad == 0:
+        return images
+    batch, _, height, width = images.shape
+    padded = F.pad(images.float(), (pad, pad, pad, pad), mode='replicate')
+    offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator)
+    rows = offsets[:, 0, None] + torch.arange(height)  # (B, H)
+    cols = offsets[:, 1, None] + torch.arange(width)  # (B, W)
+    index = torch.arange(batch)[:, None, None]
+    cropped = padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]]
+    return cropped.permute(0, 3, 1, 2).to(images.dtype).contiguous()
