@@ -63,6 +63,8 @@ class TabletopEnv(PerceptionMixin, gym.Env):
             `{'seed': 3, 'friction_scale': 0.5}`.
         domain_randomization: `False`, `True` or a dict of `DomainRandomization` fields;
             re-draws the look every episode, on top of the domain.
+        shadows: render shadows (the main rendering cost with software OpenGL; turn off for
+            faster data collection).
         render_mode: `None` or `rgb_array` (the front camera at `image_size`).
         terminate_on_success: end the episode (terminated=True) once the task is solved.
         task_kwargs: task options (e.g. `{'target_object': 'carrot'}` for PickPlace).
@@ -83,8 +85,8 @@ class TabletopEnv(PerceptionMixin, gym.Env):
     def __init__(self, task: str = 'PickPlace', cameras=('front',), image_size=64,
                  depth: bool = True, stereo: bool = False, domain: str = 'sim',
                  domain_kwargs: dict | None = None, domain_randomization=False,
-                 render_mode: str | None = None, terminate_on_success: bool = True,
-                 task_kwargs: dict | None = None):
+                 shadows: bool = True, render_mode: str | None = None,
+                 terminate_on_success: bool = True, task_kwargs: dict | None = None):
         self.task = make_task(task, **(task_kwargs or {}))
         cameras = CameraRig.check_names(cameras)
         if stereo:
@@ -118,7 +120,7 @@ class TabletopEnv(PerceptionMixin, gym.Env):
         object_geoms = [g for g in range(self.model.ngeom)
                         if self.model.body(self.model.geom_bodyid[g]).name in self.task.objects]
         self._appearance = ModelAppearance(self.model, object_geoms)
-        self.rig = CameraRig(self.model, self.data, height, width)
+        self.rig = CameraRig(self.model, self.data, height, width, shadows=shadows)
         self._expert = None
         self._stage = 0
 
@@ -330,6 +332,7 @@ class TabletopEnv(PerceptionMixin, gym.Env):
             'finger_max_m': self.FINGER_MAX,
             'image_size': list(self.image_size),
             'depth': self.depth,
+            'shadows': self.rig.shadows,
             'cameras': list(self.cameras),
             'camera_params': {c: _jsonable(self.camera_params(c)) for c in self.cameras},
             'valid_tasks': sorted(TASKS),

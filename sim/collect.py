@@ -46,6 +46,7 @@ def _env_kwargs(cfg: DictConfig) -> dict:
         'cameras': tuple(cfg.cameras),
         'image_size': size,
         'depth': bool(cfg.depth),
+        'shadows': bool(cfg.shadows),
         'stereo': bool(cfg.stereo),
         'domain': cfg.domain,
         'domain_kwargs': OmegaConf.to_container(cfg.domain_kwargs),

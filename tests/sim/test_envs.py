@@ -167,3 +167,12 @@ def test_stage_text_matches_templates():
     assert templates.num_stages == 10 == info['num_stages']
     assert info['stage_text'] == templates.text(info['stage'])
     assert 'carrot' in templates.text(0) and 'bowl' in templates.text(5)
+
+
+def test_shadows_option():
+    lit = make('Reach', shadows=True)
+    flat = make('Reach', shadows=False)
+    a, _ = lit.reset(seed=0)
+    b, _ = flat.reset(seed=0)
+    assert not np.array_equal(a['front/rgb'], b['front/rgb'])
+    np.testing.assert_array_equal(a['front/depth'], b['front/depth'])
