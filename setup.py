@@ -23,6 +23,7 @@ CORE = TORCH + [
     'onnxruntime>=1.20',
     'tqdm>=4.66',
     'pillow>=10',
+    'matplotlib>=3.7',
     'imageio>=2.34',
     'imageio-ffmpeg>=0.5',
 ]

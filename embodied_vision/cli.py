@@ -6,6 +6,7 @@
     embodied-vision bench                         latency per backend next to eager
     embodied-vision demo                          the `make demo` job
     embodied-vision collect task=PickPlace ...    record expert episodes (hydra overrides)
+    embodied-vision train experiment=NAME ...     train (hydra overrides; resumable)
 """
 import argparse
 import importlib
@@ -23,6 +24,7 @@ _logger = logging.getLogger('embodied_vision')
 # with `main(argv) -> int`. Imported only when used, so optional extras stay optional.
 OVERRIDE_COMMANDS = {
     'collect': 'embodied_vision.sim.collect',
+    'train': 'embodied_vision.scripts.train',
 }
 
 

@@ -1,0 +1,1 @@
+"""Thin hydra entry points behind the `embodied-vision` subcommands."""

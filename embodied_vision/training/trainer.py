@@ -1,0 +1,261 @@
+"""One training loop for every experiment: seeded, resumable, DDP under torchrun, metrics.
+
+A *task* object supplies what is specific to an experiment:
+
+    task.model                          nn.Module to train
+    task.train_dataset()                map-style torch Dataset
+    task.collate(samples)               optional; default torch's default_collate
+    task.loss(model, batch)             -> (loss tensor, {name: float}) for logging
+    task.trainable_parameters(model)    optional; default all parameters with requires_grad
+    task.evaluate(model, step)          optional; -> {name: float}, run on rank 0
+    task.export(model, out_dir)         optional; writes the final artefact
+
+The loop keeps `checkpoints/last.pt` (model, optimiser, scheduler, sampler position, RNG
+states, step) and resumes from it; writes `metrics.csv`, `summary.json` and `metrics.png`.
+A non-finite loss skips that step (counted and logged) instead of killing the run; too many
+in a row stop it with an error.
+"""
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+import logging
+import os
+from pathlib import Path
+import random
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, default_collate
+from tqdm.auto import tqdm
+
+from embodied_vision.training.metrics import MetricsLogger, plot_metrics
+from embodied_vision.training.sampler import ResumableSampler
+
+__all__ = ['TrainerConfig', 'Trainer', 'seed_everything', 'distributed_context']
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerConfig:
+    """Loop settings.
+
+    Args:
+        out_dir: run folder (checkpoints/, metrics.csv, summary.json, metrics.png).
+        max_steps: optimiser steps in total (a resumed run stops at the same step).
+        batch_size: samples per step per process.
+        seed: seeds Python, NumPy, torch and the sampler.
+        device: 'cpu', 'cuda' or 'auto'.
+        num_workers: DataLoader worker processes.
+        log_every / eval_every / checkpoint_every: in steps (0 disables eval/checkpoints
+            until the end).
+        grad_clip: max gradient norm (0 disables).
+        resume: continue from out_dir/checkpoints/last.pt when it exists.
+        max_bad_steps: consecutive non-finite losses tolerated before stopping.
+        progress: show a tqdm bar (rank 0 only).
+    """
+
+    out_dir: str = 'runs/default'
+    max_steps: int = 1000
+    batch_size: int = 32
+    seed: int = 0
+    device: str = 'auto'
+    num_workers: int = 0
+    log_every: int = 10
+    eval_every: int = 0
+    checkpoint_every: int = 200
+    grad_clip: float = 0.0
+    resume: bool = True
+    max_bad_steps: int = 20
+    progress: bool = True
+
+    def __post_init__(self):
+        for field in ('max_steps', 'batch_size', 'log_every'):
+            if getattr(self, field) < 1:
+                raise ValueError(f'{field} must be >= 1, got {getattr(self, field)}')
+        for field in ('eval_every', 'checkpoint_every', 'num_workers', 'max_bad_steps'):
+            if getattr(self, field) < 0:
+                raise ValueError(f'{field} must be >= 0, got {getattr(self, field)}')
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def distributed_context(device: str) -> DistributedContext:
+    """Join the process group torchrun set up (env WORLD_SIZE > 1), else single process."""
+    world_size = int(os.environ.get('WORLD_SIZE', '1'))
+    if world_size <= 1:
+        return DistributedContext()
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group('nccl' if device.startswith('cuda') else 'gloo')
+    return DistributedContext(dist.get_rank(), dist.get_world_size(),
+                              int(os.environ.get('LOCAL_RANK', '0')))
+
+
+class Trainer:
+    """Run a task's training to `max_steps`, resuming and logging as it goes."""
+
+    def __init__(self, config: TrainerConfig, task,
+                 optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: Callable[..., object] | None = None):
+        self.config = config
+        self.task = task
+        self.make_optimizer = optimizer
+        self.make_scheduler = scheduler
+        device = config.device
+        if device == 'auto':
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        self.dist = distributed_context(device)
+        if device == 'cuda' and self.dist.world_size > 1:
+            device = f'cuda:{self.dist.local_rank}'
+        self.device = torch.device(device)
+        self.out_dir = Path(config.out_dir)
+        self.checkpoint_path = self.out_dir / 'checkpoints' / 'last.pt'
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save(self, model, optimizer, scheduler, sampler, step: int) -> None:
+        if not self.dist.is_main:
+            return
+        state = {
+            'step': step, 'model': _unwrap(model).state_dict(),
+            'optimizer': optimizer.state_dict(),
+            'scheduler': scheduler.state_dict() if scheduler is not None else None,
+            'sampler': sampler.state_dict(), 'torch_rng': torch.get_rng_state(),
+            'config': asdict(self.config),
+        }
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_suffix('.tmp')
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)  # an interrupted save never corrupts last.pt
+
+    def _load(self, model, optimizer, scheduler, sampler) -> int:
+        if not (self.config.resume and self.checkpoint_path.exists()):
+            return 0
+        state = torch.load(self.checkpoint_path, map_location='cpu', weights_only=True)
+        _unwrap(model).load_state_dict(state['model'])
+        optimizer.load_state_dict(state['optimizer'])
+        if scheduler is not None and state.get('scheduler') is not None:
+            scheduler.load_state_dict(state['scheduler'])
+        sampler.load_state_dict(state['sampler'])
+        torch.set_rng_state(state['torch_rng'])
+        _logger.info('resumed from %s at step %d', self.checkpoint_path, state['step'])
+        return int(state['step'])
+
+    # ------------------------------------------------------------------------ loop
+    def fit(self) -> dict:
+        """Train to `max_steps`; returns the summary written to summary.json."""
+        config, task = self.config, self.task
+        seed_everything(config.seed + self.dist.rank)
+        model = task.model.to(self.device)
+        params = list(task.trainable_parameters(model)) if hasattr(
+            task, 'trainable_parameters') else [p for p in model.parameters() if p.requires_grad]
+        optimizer = self.make_optimizer(params)
+        scheduler = self.make_scheduler(optimizer) if self.make_scheduler else None
+        dataset = task.train_dataset()
+        sampler = ResumableSampler(len(dataset), config.seed, self.dist.rank,
+                                   self.dist.world_size)
+        start = self._load(model, optimizer, scheduler, sampler)
+        train_model = model
+        if self.dist.world_size > 1:
+            train_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
+        loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler,
+                            num_workers=config.num_workers,
+                            collate_fn=getattr(task, 'collate', default_collate),
+                            pin_memory=self.device.type == 'cuda',
+                            persistent_workers=config.num_workers > 0)
+        metrics = MetricsLogger(self.out_dir / 'metrics.csv', resume_step=start) \
+            if self.dist.is_main else None
+        bar = tqdm(total=config.max_steps, initial=start, desc='train', dynamic_ncols=True,
+                   disable=not (config.progress and self.dist.is_main))
+        batches = iter(loader)
+        step, bad_in_a_row, skipped, begin = start, 0, 0, time.perf_counter()
+        model.train()
+        while step < config.max_steps:
+            batch = _to_device(next(batches), self.device)
+            loss, logs = task.loss(train_model, batch)
+            if not torch.isfinite(loss):
+                bad_in_a_row += 1
+                skipped += 1
+                _logger.warning('step %d: non-finite loss %s, batch skipped', step, loss.item())
+                if bad_in_a_row > config.max_bad_steps:
+                    raise RuntimeError(f'{bad_in_a_row} non-finite losses in a row at step '
+                                       f'{step}; stopping (last checkpoint kept)')
+                optimizer.zero_grad(set_to_none=True)
+                continue
+            bad_in_a_row = 0
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            step += 1
+            bar.update(1)
+            if metrics is not None and (step % config.log_every == 0 or step == config.max_steps):
+                seen = (step - start) * config.batch_size * self.dist.world_size
+                values = {'loss': loss.item(), **logs, 'lr': optimizer.param_groups[0]['lr'],
+                          'samples_per_s': seen / max(1e-9, time.perf_counter() - begin)}
+                metrics.log(step, **values)
+                bar.set_postfix(loss=f'{loss.item():.4g}')
+            if config.eval_every and step % config.eval_every == 0 and step < config.max_steps:
+                self._evaluate(model, step, metrics)
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                self._save(model, optimizer, scheduler, sampler, step)
+        bar.close()
+        self._save(model, optimizer, scheduler, sampler, step)
+        if not self.dist.is_main:
+            return {}
+        final = self._evaluate(model, step, metrics)
+        if hasattr(task, 'export'):
+            task.export(model, self.out_dir)
+        summary = metrics.write_summary(self.out_dir / 'summary.json', final=final,
+                                        steps=step, skipped_steps=skipped,
+                                        seconds=time.perf_counter() - begin,
+                                        config=asdict(config))
+        if metrics.rows:
+            plot_metrics(metrics, self.out_dir / 'metrics.png')
+        return summary
+
+    def _evaluate(self, model, step: int, metrics: MetricsLogger | None) -> dict:
+        if not (self.dist.is_main and hasattr(self.task, 'evaluate')):
+            return {}
+        model.eval()
+        with torch.no_grad():
+            results = {f'eval/{k}': float(v) for k, v in self.task.evaluate(model, step).items()}
+        model.train()
+        if metrics is not None and results:
+            metrics.log(step, **results)
+        _logger.info('step %d eval: %s', step, results)
+        return results
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) \
+        else model
+
+
+def _to_device(batch, device: torch.device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch

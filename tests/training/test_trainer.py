@@ -1,0 +1,106 @@
+"""The shared training loop: learning, exact resume, bad steps, metrics, hydra, torchrun."""
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from embodied_vision.training import MetricsLogger, ResumableSampler, Trainer, TrainerConfig
+from tests.training.toy_task import ToyRegression
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sgd(params):
+    return torch.optim.SGD(params, lr=0.05, momentum=0.9)
+
+
+def _config(tmp_path, **kw):
+    base = dict(out_dir=str(tmp_path), max_steps=60, batch_size=16, device='cpu',
+                progress=False, log_every=5, checkpoint_every=20, eval_every=30)
+    return TrainerConfig(**{**base, **kw})
+
+
+def test_loss_falls_and_outputs_are_written(tmp_path):
+    task = ToyRegression()
+    summary = Trainer(_config(tmp_path), task, _sgd).fit()
+    assert summary['final']['eval/mse'] < 0.01 * task.y.var().item()
+    for name in ('metrics.csv', 'summary.json', 'metrics.png', 'final.pt',
+                 'checkpoints/last.pt'):
+        assert (tmp_path / name).exists(), name
+    steps, losses = MetricsLogger(tmp_path / 'metrics.csv', resume_step=10**9).series('loss')
+    assert steps[0] == 5 and steps[-1] == 60 and losses[-1] < 0.1 * losses[0]
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path):
+    straight = ToyRegression()
+    Trainer(_config(tmp_path / 'a', max_steps=50), straight, _sgd).fit()
+    interrupted = ToyRegression()
+    Trainer(_config(tmp_path / 'b', max_steps=20), interrupted, _sgd).fit()
+    resumed = ToyRegression()  # a fresh process would rebuild the task from scratch
+    Trainer(_config(tmp_path / 'b', max_steps=50), resumed, _sgd).fit()
+    torch.testing.assert_close(resumed.model.weight, straight.model.weight)
+    rows = MetricsLogger(tmp_path / 'b' / 'metrics.csv', resume_step=10**9).series('loss')[0]
+    assert rows == sorted(set(rows))  # no duplicated steps after the resume
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path):
+    summary = Trainer(_config(tmp_path / 'ok', max_steps=30), ToyRegression(nan_every=7),
+                      _sgd).fit()
+    assert summary['skipped_steps'] >= 4 and summary['steps'] == 30
+    assert torch.isfinite(torch.tensor(summary['final']['eval/mse']))
+    with pytest.raises(RuntimeError, match='non-finite losses in a row'):
+        Trainer(_config(tmp_path / 'bad', max_bad_steps=3), ToyRegression(nan_every=1),
+                _sgd).fit()
+    assert not (tmp_path / 'bad' / 'checkpoints' / 'last.pt').exists()
+
+
+def test_sampler_is_seeded_sharded_and_resumable():
+    def take(sampler, n):
+        iterator = iter(sampler)
+        return [next(iterator) for _ in range(n)]
+    full = take(ResumableSampler(10, seed=3), 25)
+    assert sorted(full[:10]) == list(range(10)) and full[:10] != full[10:20]
+    sampler = ResumableSampler(10, seed=3)
+    head = take(sampler, 13)
+    resumed = ResumableSampler(10, seed=3)
+    resumed.load_state_dict(sampler.state_dict())
+    assert head + take(resumed, 12) == full
+    shards = [take(ResumableSampler(10, seed=3, rank=r, world_size=2), 5) for r in (0, 1)]
+    assert sorted(shards[0] + shards[1]) == list(range(10))
+    with pytest.raises(ValueError, match='empty dataset'):
+        ResumableSampler(0)
+
+
+def test_bad_config_is_named():
+    with pytest.raises(ValueError, match='max_steps'):
+        TrainerConfig(max_steps=0)
+
+
+def test_hydra_entry_point_trains_and_resumes(tmp_path):
+    from embodied_vision.cli import main
+    args = ['train', '+task._target_=tests.training.toy_task.ToyRegression', '+task.n=128',
+            'trainer.max_steps=20', 'trainer.batch_size=8', 'trainer.device=cpu',
+            'trainer.progress=false', 'optimizer.lr=0.01', 'name=toy',
+            f'hydra.run.dir={tmp_path}']
+    assert main(args) == 0
+    assert (tmp_path / 'summary.json').exists() and (tmp_path / '.hydra' / 'config.yaml').exists()
+    assert main([a.replace('max_steps=20', 'max_steps=30') for a in args]) == 0
+    steps = MetricsLogger(tmp_path / 'metrics.csv', resume_step=10**9).series('loss')[0]
+    assert steps[-1] == 30 and steps.count(20) == 1
+
+
+def test_torchrun_two_processes_keep_replicas_identical(tmp_path):
+    torchrun = Path(sys.executable).parent / 'torchrun'
+    env = {**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1'}
+    worker = ROOT / 'tests' / 'training' / 'ddp_worker.py'
+    result = subprocess.run(
+        [str(torchrun), '--standalone', '--nproc_per_node=2', str(worker), str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f'rank{r}.pt') for r in (0, 1)]
+    torch.testing.assert_close(ranks[0]['weight'], ranks[1]['weight'])
+    torch.testing.assert_close(ranks[0]['sum'], 2 * ranks[0]['weight'])
+    assert (tmp_path / 'summary.json').exists()  # written by rank 0 only
