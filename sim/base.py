@@ -310,6 +310,22 @@ class TabletopEnv(PerceptionMixin, gym.Env):
         return self.rig.params(name)
 
     @property
+    def ee_pose(self) -> np.ndarray:
+        """4x4 end-effector-to-world transform (the grasp point, hand orientation)."""
+        pose = np.eye(4)
+        pose[:3, :3] = self.data.xmat[self._hand_body].reshape(3, 3)
+        pose[:3, 3] = self.ee_pos
+        return pose
+
+    def wrist_mount(self) -> np.ndarray:
+        """Constant 4x4 pose of the wrist camera (OpenCV axes) in the end-effector frame.
+
+        `T_world_wrist = ee_pose @ wrist_mount()`; with the proprio pose recorded at every step
+        this gives the moving wrist camera's extrinsics (hand-eye transform).
+        """
+        return np.linalg.inv(self.ee_pose) @ self.camera_params('wrist')['T_world_cam']
+
+    @property
     def stereo_baseline(self) -> float:
         """Baseline of the stereo pair, metres."""
         return STEREO_BASELINE
@@ -335,6 +351,8 @@ class TabletopEnv(PerceptionMixin, gym.Env):
             'shadows': self.rig.shadows,
             'cameras': list(self.cameras),
             'camera_params': {c: _jsonable(self.camera_params(c)) for c in self.cameras},
+            'T_ee_wrist': self.wrist_mount().tolist(),
+            'stereo_baseline_m': STEREO_BASELINE,
             'valid_tasks': sorted(TASKS),
             'valid_cameras': list(CAMERA_NAMES),
         }

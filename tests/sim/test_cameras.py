@@ -92,3 +92,11 @@ def test_radiance_grid(env):
     grid = env.radiance_grid(n_views=4, max_resolution=20, image_size=32)
     assert grid.rgbsigma.shape[-1] == 4 and max(grid.rgbsigma.shape[:3]) == 20
     assert (grid.rgbsigma[..., 3] > 0).any()
+
+
+def test_wrist_mount_is_constant(env):
+    mount = env.wrist_mount()
+    env.step(np.array([1.0, -1.0, -1.0, 0.0]))
+    np.testing.assert_allclose(env.wrist_mount(), mount, atol=1e-4)
+    np.testing.assert_allclose(env.ee_pose @ mount, env.camera_params('wrist')['T_world_cam'],
+                               atol=1e-9)
