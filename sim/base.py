@@ -323,7 +323,18 @@ class TabletopEnv(PerceptionMixin, gym.Env):
         `T_world_wrist = ee_pose @ wrist_mount()`; with the proprio pose recorded at every step
         this gives the moving wrist camera's extrinsics (hand-eye transform).
         """
-        return np.linalg.inv(self.ee_pose) @ self.camera_params('wrist')['T_world_cam']
+        def local(pos, quat):
+            pose = np.eye(4)
+            rot = np.zeros(9)
+            mujoco.mju_quat2Mat(rot, quat)
+            pose[:3, :3] = rot.reshape(3, 3)
+            pose[:3, 3] = pos
+            return pose
+
+        cam = self.model.camera('wrist')
+        site = self.model.site('ee')
+        hand_cam = local(cam.pos, cam.quat) @ np.diag([1.0, -1.0, -1.0, 1.0])
+        return np.linalg.inv(local(site.pos, site.quat)) @ hand_cam
 
     @property
     def stereo_baseline(self) -> float:

@@ -102,11 +102,11 @@ def collect(cfg: DictConfig) -> dict:
     launched = 0
     attempts = successes = written = 0
     try:
-        env_args = envs.call('describe')[0]
-        env_args['collect'] = OmegaConf.to_container(cfg)
         seeds = [seed + i for i in range(num_envs)]
         launched = num_envs
         obs, infos = envs.reset(seed=seeds)
+        env_args = envs.call('describe')[0]
+        env_args['collect'] = OmegaConf.to_container(cfg)
         episode_seed = list(seeds)
         camera_params = [d['camera_params'] for d in envs.call('describe')]
         buffers = [EpisodeBuffer(_info(infos, i)) for i in range(num_envs)]
