@@ -128,7 +128,7 @@ class EncoderNode(ManagedNode):
         encoder.input_contract.check_spatial(self.input_size)
         self.model = deploy.compile(
             encoder, self.param('backend'), device=device, precision=self.param('precision'),
-            input_size=self.input_size, max_batch=1, check_parity=self.param('check_parity'),
+            input_size=self.input_size, check_parity=self.param('check_parity'),
             cache_dir=self.param('engine_cache_dir') or None,
             use_cache=not self.param('force_engine_update'))
         warm = to_batch([np.zeros((*self.input_size, 3), np.uint8)], self.input_size)

@@ -1,0 +1,220 @@
+"""`embodied-vision pipeline CONFIG.yaml`: several nodes in one process, lifecycle driven.
+
+The config is a ROS 2 parameter file, the same one the launch files pass to the nodes:
+
+    sim_node:
+      ros__parameters: {task: PickPlace, step_mode: lockstep, max_episodes: 3, ...}
+    encoder_node:
+      ros__parameters: {encoder_name: r3m_resnet18, input_topic: front/image_raw, ...}
+
+Each top-level key is a node name; its class is the executable whose name the key equals or
+ends with (`sim_node`, `encoder_node`, `policy_node`; e.g. `wrist_encoder_node` is an
+encoder). `/**` entries apply to every node, as with `--params-file`. The runner spins the
+nodes in one `MultiThreadedExecutor`, configures them in file order and activates the
+consumers before the sims (so the first observation finds its subscribers), runs until every
+sim finished `max_episodes` (or `--episodes`), or `--duration` seconds passed, then prints the
+success rate and the per-stage latency of every node and shuts everything down cleanly.
+"""
+import argparse
+import json
+from pathlib import Path
+import sys
+import threading
+import time
+
+__all__ = ['NODE_CLASSES', 'main', 'node_class_for', 'read_config']
+
+#: executable name -> 'module:Class' (imported lazily)
+NODE_CLASSES = {
+    'sim_node': 'embodied_vision.ros_nodes.sim_node:SimNode',
+    'encoder_node': 'embodied_vision.ros_nodes.encoder_node:EncoderNode',
+    'policy_node': 'embodied_vision.ros_nodes.policy_node:PolicyNode',
+}
+
+
+def node_class_for(name: str):
+    """The node class for node `name` (equal to or ending with an executable name)."""
+    import importlib
+    for executable, target in NODE_CLASSES.items():
+        if name == executable or name.endswith('_' + executable):
+            module, cls = target.split(':')
+            return executable, getattr(importlib.import_module(module), cls)
+    raise ValueError(f'node {name!r} does not name one of the executables '
+                     f'{sorted(NODE_CLASSES)} (the name must equal or end with one)')
+
+
+def read_config(path: str | Path) -> dict[str, dict]:
+    """`{node_name: parameters}` of a ROS 2 parameter file (without the `/**` entry)."""
+    import yaml
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f'pipeline config {path} does not exist')
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f'{path}: expected a mapping of node names, got {type(data).__name__}')
+    nodes = {}
+    for name, body in data.items():
+        if not isinstance(body, dict) or set(body) != {'ros__parameters'}:
+            raise ValueError(f'{path}: entry {name!r} must be {{ros__parameters: {{...}}}}')
+        if name != '/**':
+            nodes[name.lstrip('/')] = dict(body['ros__parameters'] or {})
+    if not nodes:
+        raise ValueError(f'{path}: no nodes configured')
+    return nodes
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='embodied-vision pipeline', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='ROS 2 parameter YAML (e.g. launch/config/demo.yaml)')
+    parser.add_argument('--episodes', type=int, default=None,
+                        help="episodes per sim (overrides sim_node's max_episodes)")
+    parser.add_argument('--duration', type=float, default=0.0,
+                        help='stop after this many seconds (0 = when the episodes are done)')
+    parser.add_argument('--timeout', type=float, default=900.0,
+                        help='give up (exit 1) when the episodes are not done by then')
+    parser.add_argument('--json', default=None, help='also write the summary as JSON')
+    parser.add_argument('--log-level', default='warn',
+                        choices=['debug', 'info', 'warn', 'error', 'fatal'])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the pipeline; returns 0 on success, 1 when configure failed or time ran out."""
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    config = read_config(args.config)
+    if any(name.endswith('sim_node') for name in config):
+        from embodied_vision.ros_nodes.sim_node import headless_rendering_default
+        headless_rendering_default()
+    kinds = {name: node_class_for(name) for name in config}
+    if args.episodes is not None and args.episodes < 1:
+        raise ValueError(f'--episodes must be >= 1, got {args.episodes}')
+    context = rclpy.Context()
+    rclpy.init(context=context, args=['embodied-vision-pipeline', '--ros-args', '--params-file',
+                                      str(args.config), '--log-level', args.log_level])
+    nodes, executor, spin_thread = [], None, None
+    try:
+        for name, (executable, cls) in kinds.items():
+            overrides = []
+            if executable == 'sim_node' and args.episodes is not None:
+                overrides.append(Parameter('max_episodes', value=args.episodes))
+            nodes.append(cls(name, context=context, parameter_overrides=overrides))
+        executor = MultiThreadedExecutor(num_threads=max(4, 2 * len(nodes)), context=context)
+        for node in nodes:
+            executor.add_node(node)
+        spin_thread = threading.Thread(target=executor.spin, daemon=True)
+        spin_thread.start()
+        started = _bring_up(nodes)
+        if started is None:
+            return 1
+        done = _run(nodes, args)
+        summary = _summary(nodes, time.monotonic() - started)
+        _print_summary(summary)
+        if args.json:
+            Path(args.json).write_text(json.dumps(summary, indent=2) + '\n')
+        return 0 if done else 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        _shut_down(nodes)
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        if spin_thread is not None:
+            spin_thread.join(timeout=5.0)
+
+
+def _is_sim(node) -> bool:
+    return hasattr(node, 'finished')
+
+
+def _bring_up(nodes) -> float | None:
+    from rclpy.lifecycle import TransitionCallbackReturn as Ret
+    for node in nodes:
+        if node.trigger_configure() != Ret.SUCCESS:
+            print(f'[pipeline] {node.get_name()}: configure failed (see the error above)',
+                  file=sys.stderr)
+            return None
+    for node in sorted(nodes, key=_is_sim):  # consumers first, sims last
+        if node.trigger_activate() != Ret.SUCCESS:
+            print(f'[pipeline] {node.get_name()}: activate failed', file=sys.stderr)
+            return None
+    print(f'[pipeline] active: {", ".join(n.get_name() for n in nodes)}')
+    return time.monotonic()
+
+
+def _run(nodes, args) -> bool:
+    sims = [n for n in nodes if _is_sim(n)]
+    bounded = [s for s in sims if s.param('max_episodes')]
+    limit = args.duration or args.timeout
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        failed = [s for s in sims if s.failure]
+        if failed:
+            print(f'[pipeline] {failed[0].get_name()} failed: {failed[0].failure}',
+                  file=sys.stderr)
+            return False
+        if bounded and all(s.finished.is_set() for s in bounded):
+            return True
+        time.sleep(0.05)
+    if args.duration:
+        return True
+    print(f'[pipeline] timed out after {limit:.0f} s before the episodes were done',
+          file=sys.stderr)
+    return False
+
+
+def _shut_down(nodes) -> None:
+    for node in sorted(nodes, key=_is_sim, reverse=True):  # sims stop first
+        try:
+            state = node._state_label()
+            if state == 'active':
+                node.trigger_deactivate()
+                state = 'inactive'
+            if state == 'inactive':
+                node.trigger_cleanup()
+        except Exception as err:  # keep shutting the others down
+            print(f'[pipeline] {node.get_name()}: shutdown error: {err}', file=sys.stderr)
+        node.release()
+
+
+def _summary(nodes, seconds: float) -> dict:
+    out = {'seconds': seconds, 'nodes': {}}
+    for node in nodes:
+        entry = {'counts': node.counts(), 'latency_ms': node.timer.summary()}
+        if _is_sim(node):
+            results = list(node.results)
+            entry['episodes'] = results
+            entry['success_rate'] = (sum(r['success'] for r in results) / len(results)
+                                     if results else None)
+        out['nodes'][node.get_name()] = entry
+    return out
+
+
+def _print_summary(summary: dict) -> None:
+    print(f'[pipeline] ran {summary["seconds"]:.1f} s')
+    for name, entry in summary['nodes'].items():
+        counts = entry['counts']
+        print(f'[pipeline] {name}: published {counts["published"]}, received '
+              f'{counts["received"]}, dropped {counts["dropped"]}, rejected '
+              f'{counts["rejected"]}')
+        if 'episodes' in entry:
+            results = entry['episodes']
+            rate = entry['success_rate']
+            rate_text = f'{100 * rate:.0f}%' if rate is not None else 'n/a'
+            steps = [r['steps'] for r in results]
+            print(f'[pipeline]   episodes {len(results)}, success rate {rate_text}'
+                  + (f', steps mean {sum(steps) / len(steps):.1f}' if steps else ''))
+        for stage, stats in entry['latency_ms'].items():
+            print(f'[pipeline]   {stage:<15} median {stats["median"]:8.2f} ms   p90 '
+                  f'{stats["p90"]:8.2f} ms   max {stats["max"]:8.2f} ms   (n={stats["count"]})')
+
+
+if __name__ == '__main__':
+    sys.exit(main())
