@@ -81,7 +81,7 @@ class PolicyNode(ManagedNode):
         self.required: tuple[str, ...] = ()
         self._embed_dim: int | None = None
         self._publisher = None
-        self._subscriptions = []
+        self._inputs = []
         self._pending: dict[tuple[int, int], dict] = {}
         self._lock = threading.Lock()
         self.actions_published = 0
@@ -125,18 +125,18 @@ class PolicyNode(ManagedNode):
         sub = self.create_subscription
         self._pending.clear()
         self.policy.reset()
-        self._subscriptions = [
+        self._inputs = [
             sub(String, self.param('instruction_topic'), self._on_instruction,
                 self.qos('input', transient_local=True))]
         if _EMBEDDING in self.required:
-            self._subscriptions.append(
+            self._inputs.append(
                 sub(Image, self.param('embedding_topic'), self._on_embedding, qos))
         if _STATE in self.required:
-            self._subscriptions += [
+            self._inputs += [
                 sub(PoseStamped, self.param('ee_pose_topic'), self._on_pose, qos),
                 sub(JointState, self.param('gripper_topic'), self._on_gripper, qos)]
         if _EXPERT in self.required:
-            self._subscriptions.append(
+            self._inputs.append(
                 sub(Joy, self.param('expert_action_topic'), self._on_expert, qos))
         return super().on_activate(state)
 
@@ -149,9 +149,9 @@ class PolicyNode(ManagedNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _drop_subscriptions(self) -> None:
-        for subscription in self._subscriptions:
+        for subscription in self._inputs:
             self.destroy_subscription(subscription)
-        self._subscriptions = []
+        self._inputs = []
 
     def release(self) -> None:
         self._drop_subscriptions()

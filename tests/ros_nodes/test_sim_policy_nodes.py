@@ -1,0 +1,199 @@
+"""sim_node and policy_node over real DDS: outputs equal direct env / policy calls."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from tests.ros_nodes.conftest import wait_for, wait_matched
+
+rclpy = pytest.importorskip('rclpy')
+pytest.importorskip('mujoco')
+os.environ.setdefault('MUJOCO_GL', 'egl')
+from geometry_msgs.msg import PoseStamped  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, JointState, Joy  # noqa: E402
+from std_msgs.msg import Header, String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from embodied_vision.policies import OBS_EMBEDDING, OBS_STATE, make_policy  # noqa: E402
+from embodied_vision.policies.training import train_bc  # noqa: E402
+from embodied_vision.ros_nodes.conversions import (  # noqa: E402
+    camera_info_to_intrinsics,
+    image_to_numpy,
+    numpy_to_image,
+)
+from embodied_vision.ros_nodes.policy_node import PolicyNode  # noqa: E402
+from embodied_vision.ros_nodes.sim_node import SimNode  # noqa: E402
+
+SEED = 7
+
+
+def _overrides(**values):
+    return [Parameter(k, value=v) for k, v in values.items()]
+
+
+@pytest.fixture(scope='module')
+def sim(ros_context, spinner, probe):
+    node = SimNode(context=ros_context, parameter_overrides=_overrides(
+        task='Reach', cameras=['front'], image_width=64, image_height=64, seed=SEED,
+        step_mode='lockstep', action_timeout=0.3, control_rate=200.0, auto_reset=False,
+        publish_expert_action=True, diagnostics_period=0.2, log_throttle_period=0.0))
+    for topic, msg_type in (('front/image_raw', Image), ('front/depth/image_raw', Image),
+                            ('front/camera_info', CameraInfo), ('ee_pose', PoseStamped),
+                            ('gripper_state', JointState), ('expert_action', Joy)):
+        probe.listen(msg_type, topic)
+    spinner.add(node)
+    assert node.bring_up()
+    pub = probe.publisher(Joy, 'action')
+    wait_matched(pub, node, 'action')
+    yield node, pub
+    spinner.remove(node)
+    node.release()
+    node.destroy_node()
+
+
+@pytest.fixture(scope='module')
+def direct_env():
+    import gymnasium as gym
+
+    import embodied_vision.sim  # noqa: F401  (registers the ids)
+    env = gym.make('embodied_vision/Reach-v0', cameras=('front',), image_size=(64, 64),
+                   disable_env_checker=True)
+    yield env
+    env.close()
+
+
+def _stamps(probe, topic):
+    return [(m.header.stamp.sec, m.header.stamp.nanosec) for m in probe.messages(topic)]
+
+
+def test_sim_publishes_what_the_env_renders_and_applies_actions(sim, probe, direct_env):
+    node, pub = sim
+    wait_for(lambda: probe.messages('front/image_raw') and probe.messages('expert_action'),
+             what='first observation')
+    first = probe.messages('front/image_raw')[0]
+    obs, _ = direct_env.reset(seed=SEED)
+    np.testing.assert_array_equal(image_to_numpy(first), obs['front/rgb'])
+    assert first.encoding == 'rgb8' and first.header.frame_id == 'front_optical_frame'
+    depth = probe.messages('front/depth/image_raw')[0]
+    np.testing.assert_allclose(image_to_numpy(depth), obs['front/depth'])
+    info = camera_info_to_intrinsics(probe.messages('front/camera_info')[0])
+    np.testing.assert_allclose(info['K'], direct_env.unwrapped.camera_params('front')['K'])
+    pose = probe.messages('ee_pose')[0].pose.position
+    np.testing.assert_allclose([pose.x, pose.y, pose.z], obs['proprio'][:3], atol=1e-6)
+    np.testing.assert_allclose(probe.messages('gripper_state')[0].position, obs['proprio'][7:])
+
+    # lockstep: with no action, the same observation is published again (same stamp)
+    wait_for(lambda: len(probe.messages('front/image_raw')) >= 2, what='a resend')
+    assert len(set(_stamps(probe, 'front/image_raw'))) == 1
+
+    action = np.array([0.5, -0.5, 0.25, 1.0], np.float32)
+    stamp = first.header.stamp
+    pub.publish(Joy(header=Header(stamp=stamp), axes=action.tolist()))
+    wait_for(lambda: len(set(_stamps(probe, 'front/image_raw'))) >= 2, what='next frame')
+    second = [m for m in probe.messages('front/image_raw') if m.header.stamp != stamp][0]
+    obs, *_ = direct_env.step(action)
+    np.testing.assert_array_equal(image_to_numpy(second), obs['front/rgb'])
+
+
+def test_sim_rejects_bad_actions_and_resets_on_request(sim, probe):
+    node, pub = sim
+    before = node.counts()['rejected']
+    pub.publish(Joy(axes=[0.1, 0.2]))
+    pub.publish(Joy(axes=[float('nan'), 0.0, 0.0, 0.0]))
+    wait_for(lambda: node.counts()['rejected'] >= before + 2, what='2 rejected actions')
+    client = probe.node.create_client(Trigger, 'reset')
+    assert client.wait_for_service(timeout_sec=10.0)
+    future = client.call_async(Trigger.Request())
+    wait_for(future.done, what='reset response')
+    assert future.result().success and 'target' in future.result().message
+    assert node.diagnostic_status().values
+
+
+@pytest.fixture(scope='module')
+def bc_checkpoint(tmp_path_factory):
+    g = torch.Generator().manual_seed(0)
+    data = {OBS_EMBEDDING: torch.randn(64, 8, generator=g),
+            OBS_STATE: torch.randn(64, 8, generator=g),
+            'action': torch.rand(64, 4, generator=g) * 2 - 1}
+    policy = make_policy('bc_mlp', embed_dim=8, state_dim=8, action_dim=4, hidden_dims=(16,))
+    train_bc(policy, data, steps=10, batch_size=32)
+    return policy, policy.save_pretrained(tmp_path_factory.mktemp('bc') / 'policy')
+
+
+def _header(sec):
+    header = Header(frame_id='world')
+    header.stamp.sec = sec
+    return header
+
+
+def test_policy_node_action_equals_select_action(ros_context, spinner, probe, bc_checkpoint):
+    policy, path = bc_checkpoint
+    node = PolicyNode(context=ros_context, parameter_overrides=_overrides(
+        policy_type='checkpoint', policy_path=str(path), embedding_topic='p/embedding',
+        ee_pose_topic='p/ee_pose', gripper_topic='p/gripper', action_topic='p/action',
+        instruction_topic='p/instruction', log_throttle_period=0.0))
+    spinner.add(node)
+    try:
+        assert node.bring_up()
+        probe.listen(Joy, 'p/action')
+        emb_pub = probe.publisher(Image, 'p/embedding')
+        pose_pub = probe.publisher(PoseStamped, 'p/ee_pose')
+        grip_pub = probe.publisher(JointState, 'p/gripper')
+        for pub, topic in ((emb_pub, 'p/embedding'), (pose_pub, 'p/ee_pose'),
+                           (grip_pub, 'p/gripper')):
+            wait_matched(pub, node, topic)
+        wait_for(lambda: probe.node.count_publishers('p/action') >= 1, what='action pub')
+        rng = np.random.default_rng(1)
+        embedding = rng.normal(size=(1, 8)).astype(np.float32)
+        state = rng.normal(size=8).astype(np.float32)
+        pose = PoseStamped(header=_header(5))
+        p, o = pose.pose.position, pose.pose.orientation
+        p.x, p.y, p.z, o.w, o.x, o.y, o.z = (float(v) for v in state[:7])
+        emb_pub.publish(numpy_to_image(embedding, '32FC1', header=_header(5)))
+        pose_pub.publish(pose)
+        grip_pub.publish(JointState(header=_header(5), name=['gripper_width'],
+                                    position=[float(state[7])]))
+        wait_for(lambda: probe.messages('p/action'), what='action')
+        (action,) = probe.messages('p/action')
+        assert action.header.stamp.sec == 5
+        expected = policy.select_action({OBS_EMBEDDING: embedding[0], OBS_STATE: state})
+        np.testing.assert_allclose(action.axes, expected.numpy(), rtol=1e-5, atol=1e-6)
+
+        before = node.counts()['rejected']
+        bad = embedding.copy()
+        bad[0, 3] = np.nan
+        emb_pub.publish(numpy_to_image(bad, '32FC1', header=_header(6)))
+        emb_pub.publish(numpy_to_image(np.zeros((1, 9), np.float32), '32FC1',
+                                       header=_header(7)))
+        wait_for(lambda: node.counts()['rejected'] >= before + 2, what='2 rejections')
+        assert len(probe.messages('p/action')) == 1
+    finally:
+        spinner.remove(node)
+        node.release()
+        node.destroy_node()
+
+
+def test_policy_node_bad_checkpoint_fails_configure(ros_context, tmp_path):
+    node = PolicyNode('bad_policy_node', context=ros_context, parameter_overrides=_overrides(
+        policy_type='checkpoint', policy_path=str(tmp_path / 'nothing')))
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node._state_label() == 'unconfigured'
+    finally:
+        node.destroy_node()
+
+
+def test_instruction_resets_the_policy(ros_context):
+    node = PolicyNode('reset_policy_node', context=ros_context)
+    calls = []
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        node.policy.reset = lambda: calls.append(1)
+        node._on_instruction(String(data='reach the red target'))
+        assert calls == [1]
+    finally:
+        node.release()
+        node.destroy_node()
