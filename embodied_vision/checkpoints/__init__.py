@@ -5,6 +5,7 @@ Formats: official R3M `model.pt` (`r3m`), torchvision/timm ResNet state dicts
 """
 from embodied_vision.checkpoints import r3m, torchvision_resnet  # noqa: F401  (registration)
 from embodied_vision.checkpoints._format import FORMATS, CheckpointError, CheckpointFormat
+from embodied_vision.checkpoints.croco import CROCO_FORMAT  # noqa: F401  (registration)
 from embodied_vision.checkpoints.loader import (
     load_encoder,
     load_pretrained,

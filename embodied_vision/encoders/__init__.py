@@ -9,6 +9,7 @@ from embodied_vision.encoders._registry import (
     register_encoder,
 )
 from embodied_vision.encoders.base import Encoder
+from embodied_vision.encoders.croco import CroCoEncoder, CroCoPair  # noqa: F401  (registration)
 
 __all__ = ['Encoder', 'InputContract', 'PretrainedCfg', 'create_encoder', 'get_pretrained_cfgs',
            'list_encoders', 'register_encoder']

@@ -1,0 +1,540 @@
+"""CroCo and CroCo v2: cross-view completion ViTs (encoder embedding and two-view model).
+
+CroCo: Self-Supervised Pre-training for 3D Vision Tasks by Cross-View Completion
+(Weinzaepfel et al., NeurIPS 2022). Paper: https://arxiv.org/abs/2210.10716
+CroCo v2: Improved Cross-view Completion Pre-training for Stereo Matching and Optical Flow
+(Weinzaepfel et al., ICCV 2023). Paper: https://arxiv.org/abs/2211.10408
+Code: https://github.com/naver/croco (independent reimplementation; no upstream code copied).
+
+A ViT-B/L encoder (patch 16) sees a 90%-masked view 1 and the full view 2 (same, Siamese
+weights); a decoder of pre-norm blocks (self-attention, cross-attention to view 2, MLP)
+rebuilds the masked patches of view 1 from a shared `decoder_embed`, a learned `mask_token`
+and a linear `prediction_head`. The loss is the MSE on per-patch-normalised pixels over the
+masked patches only. Positions: fixed 2D sin-cos tables added to the tokens (v1, "cosine")
+or 2D RoPE with base 100 inside every attention (v2, "RoPE100").
+
+Differences from upstream, all numerically neutral for the released weights:
+- any input size that is a multiple of 16, non-square included (upstream asserts one fixed
+  size): RoPE tables are computed per grid; cosine tables are bicubically resampled, as
+  upstream does for its downstream crops;
+- fused `scaled_dot_product_attention` and a vectorised RoPE with cached tables (upstream:
+  explicit softmax(q k^T) and a per-call RoPE, or a CUDA-only kernel that blocks export).
+
+Registry (tags name the weights; files are never downloaded, users pass a path):
+- encoder-only embedding, image -> `(B, enc_dim)` mean of the encoder's output tokens:
+  `croco_vit_base` (v1), `croco_v2_vit_base`, `croco_v2_vit_large`;
+- the full two-view model, image pair -> `(B, dec_dim)` mean of the decoder's output tokens
+  (view 1 unmasked as queries, view 2 as memory; the binocular features of CroCo-Stereo/Flow):
+  `croco_pair_vit_base` (v1), `croco_v2_pair_vit_base_smalldec`,
+  `croco_v2_pair_vit_base_basedec`, `croco_v2_pair_vit_large_basedec`.
+  Pretraining uses `forward_pretrain` / `forward_loss` on the same module.
+
+Input: ImageNet-normalised float RGB, `(x / 255 - mean) / std`, done by the caller as in
+upstream CroCo (not inside the model). A pair is one `(B, 6, H, W)` tensor: view 1 in
+channels 0-2, view 2 in 3-5 (`CroCoPair.join_views`).
+
+Weights licence: the official checkpoints (`CroCo.pth`, `CroCo_V2_*.pth`) are CC BY-NC-SA 4.0
+(non-commercial, share-alike; the code's terms, no separate weights licence). They are
+loaded from a user-supplied path by `embodied_vision.checkpoints.croco` and a
+non-commercial warning is raised on load.
+"""
+from collections.abc import Callable
+import logging
+import math
+import re
+
+from timm.layers import PatchEmbed
+import torch
+from torch import nn
+import torch.utils.checkpoint
+
+from embodied_vision.encoders._contract import InputContract
+from embodied_vision.encoders._registry import PretrainedCfg, register_encoder
+from embodied_vision.encoders.base import Encoder
+from embodied_vision.layers import (
+    DecoderBlock,
+    EncoderBlock,
+    RoPE2D,
+    resample_pos_embed_2d,
+    sincos_pos_embed_2d,
+)
+
+__all__ = ['CroCoEncoder', 'CroCoPair', 'IMAGENET_MEAN', 'IMAGENET_STD', 'masked_mse_loss',
+           'random_mask', 'croco_vit_base', 'croco_v2_vit_base', 'croco_v2_vit_large',
+           'croco_pair_vit_base', 'croco_v2_pair_vit_base_smalldec',
+           'croco_v2_pair_vit_base_basedec', 'croco_v2_pair_vit_large_basedec']
+
+_logger = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Range of ImageNet-normalised values of 0..1 pixels, for the contract and example inputs.
+_NORMALISED_RANGE = (min(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)),
+                     max((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)))
+_ROPE = re.compile(r'^RoPE(\d+(?:\.\d+)?)$')
+_NORM_EPS = 1e-6
+
+
+def _pair(size) -> tuple[int, int]:
+    if isinstance(size, int):
+        return (size, size)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2:
+        raise ValueError(f'img_size={size} must be an int or (height, width)')
+    return size
+
+
+def _rope_base(pos_embed: str) -> float | None:
+    """None for 'cosine', the base frequency for 'RoPE<base>'; ValueError otherwise."""
+    if pos_embed == 'cosine':
+        return None
+    match = _ROPE.match(str(pos_embed))
+    if not match:
+        raise ValueError(f"pos_embed={pos_embed!r} is not 'cosine' or 'RoPE<base>' "
+                         "(e.g. 'RoPE100')")
+    return float(match.group(1))
+
+
+def random_mask(batch: int, num_patches: int, ratio: float, device=None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """`(batch, num_patches)` bool mask, True = masked: exactly `floor(ratio * N)` per row.
+
+    Uniform and independent per sample, like CroCo's `RandomMask` (not Bernoulli).
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f'mask ratio={ratio} must be in [0, 1)')
+    num_masked = int(ratio * num_patches)
+    noise = torch.rand(batch, num_patches, generator=generator, device=device)
+    order = noise.argsort(dim=1)
+    mask = torch.zeros(batch, num_patches, dtype=torch.bool, device=device)
+    return mask.scatter(1, order[:, :num_masked], True)
+
+
+def masked_mse_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                    norm_pix: bool = True, eps: float = 1e-6) -> torch.Tensor:
+    """CroCo's MaskedMSE: pixel MSE averaged per patch, then over masked patches only.
+
+    With `norm_pix`, each target patch becomes `(t - mean) / sqrt(var + eps)` with the
+    unbiased variance, as upstream `norm_pix_loss`.
+    """
+    if norm_pix:
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True, correction=1)
+        target = (target - mean) / (var + eps).sqrt()
+    per_patch = (pred - target).pow(2).mean(dim=-1)
+    weights = mask.to(per_patch.dtype)
+    return (per_patch * weights).sum() / weights.sum().clamp_min(1.0)
+
+
+class CroCoEncoder(Encoder):
+    """The CroCo ViT encoder; as an `Encoder`, image -> mean of its output tokens.
+
+    Args:
+        img_size: default input size `int` or `(H, W)`; any multiple of `patch_size` runs.
+            Cosine models store their tables at this size.
+        patch_size: patch side (16 in every release).
+        enc_embed_dim: token width.
+        enc_depth: number of encoder blocks.
+        enc_num_heads: attention heads.
+        mlp_ratio: MLP hidden width over the token width.
+        pos_embed: 'cosine' (v1, fixed 2D sin-cos added to tokens) or 'RoPE<base>' (v2,
+            'RoPE100': 2D rotary embedding inside attention).
+        drop_path_rate: stochastic depth, linearly increasing over blocks (0 upstream).
+    """
+
+    def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int = 16,
+                 enc_embed_dim: int = 768, enc_depth: int = 12, enc_num_heads: int = 12,
+                 mlp_ratio: float = 4.0, pos_embed: str = 'cosine', drop_path_rate: float = 0.0):
+        super().__init__()
+        self.img_size = _pair(img_size)
+        if patch_size < 1 or any(s < patch_size or s % patch_size for s in self.img_size):
+            raise ValueError(f'img_size={self.img_size} must be multiples of '
+                             f'patch_size={patch_size} (>= 1)')
+        if enc_depth < 1:
+            raise ValueError(f'enc_depth={enc_depth} must be >= 1')
+        self.patch_size = patch_size
+        self.grid_size = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
+        self.pos_embed = pos_embed
+        rope_base = _rope_base(pos_embed)
+        if enc_num_heads < 1 or enc_embed_dim % enc_num_heads:
+            raise ValueError(f'enc_embed_dim={enc_embed_dim} must be a multiple of '
+                             f'enc_num_heads={enc_num_heads}')
+        self.enc_embed_dim = enc_embed_dim
+        self.embed_dim = enc_embed_dim
+        self.mlp_ratio = mlp_ratio
+        self.grad_checkpointing = False
+        self.patch_embed = PatchEmbed(self.img_size, patch_size, 3, enc_embed_dim,
+                                      strict_img_size=False)
+        self.enc_rope = None
+        if rope_base is None:
+            self.register_buffer('enc_pos_embed', sincos_pos_embed_2d(
+                enc_embed_dim, *self.grid_size))
+        else:
+            self.register_buffer('enc_pos_embed', None)
+            self.enc_rope = RoPE2D(enc_embed_dim // enc_num_heads, rope_base)
+        rates = [drop_path_rate * i / max(enc_depth - 1, 1) for i in range(enc_depth)]
+        self.enc_blocks = nn.ModuleList(
+            EncoderBlock(enc_embed_dim, enc_num_heads, mlp_ratio, drop_path=rate)
+            for rate in rates)
+        self.enc_norm = nn.LayerNorm(enc_embed_dim, eps=_NORM_EPS)
+        self.input_contract = self._contract('image', 3)
+        self.apply(_init_weights)
+        _init_patch_embed(self.patch_embed)
+
+    def _contract(self, modality: str, channels: int) -> InputContract:
+        positions = ('2D RoPE (any multiple of 16 without resampling)' if self.enc_rope
+                     else 'fixed sin-cos tables, bicubically resampled at other sizes')
+        views = ('; pair = (B,6,H,W), view 1 in channels 0-2, view 2 in 3-5'
+                 if channels == 6 else '')
+        return InputContract(
+            modality=modality, channels=channels, value_range=_NORMALISED_RANGE,
+            dtypes=('float32', 'float16', 'bfloat16'), mean=None, std=None,
+            default_size=self.img_size, size_multiple=self.patch_size,
+            min_size=self.patch_size,
+            notes=('ImageNet-normalised float RGB, (x/255 - mean)/std with mean '
+                   f'{IMAGENET_MEAN} and std {IMAGENET_STD}, applied by the caller as in '
+                   f'upstream CroCo{views}; positions: {positions}'))
+
+    # ------------------------------------------------------------------------ helpers
+    def _grid(self, img: torch.Tensor) -> tuple[int, int]:
+        if img.ndim != 4 or img.shape[1] != 3:
+            raise ValueError(f'{self.name} expects images (B,3,H,W), got {tuple(img.shape)}')
+        height, width = img.shape[-2:]
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(f'{self.name}: image size {(height, width)} is not a multiple of '
+                             f'patch_size={self.patch_size}')
+        return height // self.patch_size, width // self.patch_size
+
+    def _table(self, table: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        return resample_pos_embed_2d(table, self.grid_size, grid)
+
+    def _run(self, block: nn.Module, *args) -> torch.Tensor:
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    def encode(self, img: torch.Tensor, ids_keep: torch.Tensor | None = None,
+               intermediates: list | None = None) -> torch.Tensor:
+        """Encoder tokens after `enc_norm`, `(B, n, enc_dim)`.
+
+        Args:
+            img: `(B, 3, H, W)` ImageNet-normalised images.
+            ids_keep: `(B, n)` indices of the visible patches (row-major) to encode, or
+                None for all `N = H/16 * W/16`.
+            intermediates: if a list, every block's output (before `enc_norm`) is appended.
+        """
+        grid = self._grid(img)
+        x = self.patch_embed(img)
+        if self.enc_pos_embed is not None:
+            x = x + self._table(self.enc_pos_embed, grid).to(x.dtype)
+        rope = None if self.enc_rope is None else self.enc_rope(*grid, device=x.device)
+        if ids_keep is not None:
+            x = x.gather(1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+            if rope is not None:
+                rope = RoPE2D.select(rope, ids_keep)
+        for block in self.enc_blocks:
+            x = self._run(block, x, rope)
+            if intermediates is not None:
+                intermediates.append(x)
+        return self.enc_norm(x)
+
+    # ------------------------------------------------------------------- Encoder API
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, N, enc_dim)` encoder tokens of the whole image, row-major patch order."""
+        return self.encode(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Mean over tokens -> `(B, enc_dim)`."""
+        return features.mean(dim=1)
+
+    def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """`(final tokens, [output of every encoder block])` (upstream's monocular feats)."""
+        blocks = []
+        return self.encode(x, intermediates=blocks), blocks
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def no_weight_decay(self) -> set[str]:
+        return {'mask_token', 'enc_pos_embed', 'dec_pos_embed'}
+
+    def patchify(self, img: torch.Tensor) -> torch.Tensor:
+        """`(B, 3, H, W)` -> `(B, N, p*p*3)`, per patch (row, column, channel), channel fastest."""
+        grid_h, grid_w = self._grid(img)
+        p = self.patch_size
+        x = img.reshape(img.shape[0], 3, grid_h, p, grid_w, p)
+        return x.permute(0, 2, 4, 3, 5, 1).reshape(img.shape[0], grid_h * grid_w, p * p * 3)
+
+    def unpatchify(self, patches: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Inverse of `patchify` for a `(grid_h, grid_w)` patch grid."""
+        grid_h, grid_w = grid
+        p = self.patch_size
+        x = patches.reshape(patches.shape[0], grid_h, grid_w, p, p, 3)
+        return x.permute(0, 5, 1, 3, 2, 4).reshape(patches.shape[0], 3, grid_h * p, grid_w * p)
+
+
+class CroCoPair(CroCoEncoder):
+    """The full cross-view completion model: encoder, decoder and prediction head.
+
+    As an `Encoder` its input is a pair `(B, 6, H, W)` and `forward` returns the mean of the
+    decoder's output tokens, `(B, dec_dim)`: both views are encoded whole (one batched pass),
+    view 1 queries view 2 through the decoder; `forward_features` gives those tokens
+    `(B, N, dec_dim)` after `dec_norm`. Pretraining: `forward_pretrain` / `forward_loss`.
+
+    Args:
+        dec_embed_dim: decoder token width.
+        dec_depth: number of decoder blocks.
+        dec_num_heads: decoder attention heads.
+        mask_ratio: fraction of view-1 patches masked in pretraining (0.9).
+        norm_im2_in_dec: normalise view 2 with each block's `norm_y` (True upstream).
+        **kwargs: encoder arguments (see `CroCoEncoder`).
+    """
+
+    def __init__(self, dec_embed_dim: int = 512, dec_depth: int = 8, dec_num_heads: int = 16,
+                 mask_ratio: float = 0.9, norm_im2_in_dec: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if dec_num_heads < 1 or dec_embed_dim % dec_num_heads or dec_depth < 1:
+            raise ValueError(f'dec_embed_dim={dec_embed_dim} must be a multiple of '
+                             f'dec_num_heads={dec_num_heads} and dec_depth={dec_depth} >= 1')
+        if not 0.0 <= mask_ratio < 1.0:
+            raise ValueError(f'mask_ratio={mask_ratio} must be in [0, 1)')
+        self.mask_ratio = mask_ratio
+        self.dec_embed_dim = dec_embed_dim
+        self.embed_dim = dec_embed_dim
+        self.decoder_embed = nn.Linear(self.enc_embed_dim, dec_embed_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dec_embed_dim))
+        self.dec_rope = None
+        if self.enc_rope is None:
+            self.register_buffer('dec_pos_embed', sincos_pos_embed_2d(
+                dec_embed_dim, *self.grid_size))
+        else:
+            self.register_buffer('dec_pos_embed', None)
+            self.dec_rope = RoPE2D(dec_embed_dim // dec_num_heads, self.enc_rope.base)
+        self.dec_blocks = nn.ModuleList(
+            DecoderBlock(dec_embed_dim, dec_num_heads, self.mlp_ratio, norm_mem=norm_im2_in_dec)
+            for _ in range(dec_depth))
+        self.dec_norm = nn.LayerNorm(dec_embed_dim, eps=_NORM_EPS)
+        self.prediction_head = nn.Linear(dec_embed_dim, self.patch_size ** 2 * 3)
+        self.input_contract = self._contract('image_pair', 6)
+        for module in (self.decoder_embed, self.dec_blocks, self.dec_norm,
+                       self.prediction_head):
+            module.apply(_init_weights)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    # ------------------------------------------------------------------------ helpers
+    @staticmethod
+    def join_views(img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
+        """Two `(B, 3, H, W)` views -> the `(B, 6, H, W)` pair input."""
+        if img1.shape != img2.shape:
+            raise ValueError(f'both views must have the same shape, got {tuple(img1.shape)} '
+                             f'and {tuple(img2.shape)}')
+        return torch.cat((img1, img2), dim=1)
+
+    @staticmethod
+    def split_views(pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, 6, H, W)` -> view 1, view 2."""
+        if pair.ndim != 4 or pair.shape[1] != 6:
+            raise ValueError('expected an image pair (B,6,H,W) (view 1 in channels 0-2, '
+                             f'view 2 in 3-5), got {tuple(pair.shape)}')
+        return pair[:, :3], pair[:, 3:]
+
+    def decode(self, feat1: torch.Tensor, feat2: torch.Tensor, grid: tuple[int, int],
+               ids_keep: torch.Tensor | None = None,
+               intermediates: list | None = None) -> torch.Tensor:
+        """Decoder tokens after `dec_norm`, `(B, N, dec_dim)`.
+
+        Args:
+            feat1: view-1 encoder tokens, all `N` or only the visible `ids_keep`.
+            feat2: view-2 encoder tokens `(B, N, enc_dim)`, the memory of every block.
+            grid: `(grid_h, grid_w)` patch grid of both views.
+            ids_keep: visible patch indices of view 1; the other slots get `mask_token`.
+            intermediates: if a list, every block's output (before `dec_norm`) is appended.
+        """
+        x = self.decoder_embed(feat1)
+        y = self.decoder_embed(feat2)
+        if ids_keep is not None:
+            slots = self.mask_token.to(x.dtype).expand(x.shape[0], grid[0] * grid[1], -1)
+            x = slots.scatter(1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]), x)
+        rope = None
+        if self.dec_pos_embed is not None:
+            table = self._table(self.dec_pos_embed, grid).to(x.dtype)
+            x, y = x + table, y + table
+        else:
+            rope = self.dec_rope(*grid, device=x.device)
+        for block in self.dec_blocks:
+            x = self._run(block, x, y, rope, rope)
+            if intermediates is not None:
+                intermediates.append(x)
+        return self.dec_norm(x)
+
+    # ------------------------------------------------------------------- Encoder API
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """`(B, N, dec_dim)` decoder tokens for the pair `x` `(B, 6, H, W)`, no masking."""
+        img1, img2 = self.split_views(x)
+        grid = self._grid(img1)
+        batch = img1.shape[0]
+        feats = self.encode(torch.cat((img1, img2), dim=0))     # both views, one pass
+        return self.decode(feats[:batch], feats[batch:], grid)
+
+    def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """`(decoder tokens, [encoder block outputs of view 1] + [decoder block outputs])`.
+
+        The feature list of CroCo-Stereo/Flow (`enc_norm`/`dec_norm` not applied to it).
+        """
+        img1, img2 = self.split_views(x)
+        grid = self._grid(img1)
+        batch = img1.shape[0]
+        enc_blocks, dec_blocks = [], []
+        feats = self.encode(torch.cat((img1, img2), dim=0), intermediates=enc_blocks)
+        out = self.decode(feats[:batch], feats[batch:], grid, intermediates=dec_blocks)
+        return out, [t[:batch] for t in enc_blocks] + dec_blocks
+
+    def example_inputs(self, batch_size: int = 2, size: tuple[int, ...] | None = None,
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        """One random `(B, 6, H, W)` pair tensor (see `join_views`)."""
+        low, high = self.input_contract.value_range
+        size = tuple(size or self.input_contract.default_size)
+        return (torch.rand((batch_size, 6, *size), generator=generator) * (high - low) + low,)
+
+    # --------------------------------------------------------------------- pretraining
+    def forward_pretrain(self, img1: torch.Tensor, img2: torch.Tensor,
+                         mask: torch.Tensor | None = None,
+                         generator: torch.Generator | None = None):
+        """Cross-view completion: `(pred, mask, target)`, each over the N patches of view 1.
+
+        Args:
+            img1: `(B, 3, H, W)` view to complete (masked at `mask_ratio`).
+            img2: `(B, 3, H, W)` reference view, encoded whole.
+            mask: `(B, N)` bool, True = masked, the same count in every row; drawn with
+                `random_mask` when None.
+            generator: random generator for the mask.
+
+        Returns:
+            pred `(B, N, p*p*3)`, mask `(B, N)`, target = `patchify(img1)`.
+        """
+        if img1.shape != img2.shape:
+            raise ValueError(f'both views must have the same shape, got {tuple(img1.shape)} '
+                             f'and {tuple(img2.shape)}')
+        grid = self._grid(img1)
+        num_patches = grid[0] * grid[1]
+        batch = img1.shape[0]
+        if mask is None:
+            mask = random_mask(batch, num_patches, self.mask_ratio, img1.device, generator)
+        if mask.shape != (batch, num_patches) or mask.dtype != torch.bool:
+            raise ValueError(f'mask must be bool {(batch, num_patches)}, got {mask.dtype} '
+                             f'{tuple(mask.shape)}')
+        visible = (~mask).sum(dim=1)
+        if not bool((visible == visible[0]).all()) or int(visible[0]) == 0:
+            raise ValueError('mask must leave the same number (>= 1) of visible patches in '
+                             f'every row, got {visible.tolist()}')
+        # Indices of the visible patches, ascending (stable sort puts False first).
+        ids_keep = mask.to(torch.uint8).argsort(dim=1, stable=True)[:, :int(visible[0])]
+        feat1 = self.encode(img1, ids_keep)
+        feat2 = self.encode(img2)
+        pred = self.prediction_head(self.decode(feat1, feat2, grid, ids_keep))
+        return pred, mask, self.patchify(img1)
+
+    def forward_loss(self, img1: torch.Tensor, img2: torch.Tensor,
+                     mask: torch.Tensor | None = None,
+                     generator: torch.Generator | None = None, norm_pix: bool = True):
+        """`(loss, outputs)`: masked MSE of `forward_pretrain` and its `pred/mask/target`."""
+        pred, mask, target = self.forward_pretrain(img1, img2, mask, generator)
+        loss = masked_mse_loss(pred, target, mask, norm_pix=norm_pix)
+        return loss, {'pred': pred, 'mask': mask, 'target': target}
+
+
+# ---------------------------------------------------------------------------- init
+def _init_weights(module: nn.Module) -> None:
+    """Xavier-uniform Linear with zero bias; LayerNorm weight 1, bias 0 (as upstream)."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def _init_patch_embed(patch_embed: PatchEmbed) -> None:
+    """Xavier-uniform on the conv weight viewed as `(out, in * k * k)`, like a Linear."""
+    weight = patch_embed.proj.weight
+    bound = math.sqrt(6.0 / (weight.shape[0] + weight[0].numel()))
+    nn.init.uniform_(weight, -bound, bound)
+    nn.init.zeros_(patch_embed.proj.bias)
+
+
+# ------------------------------------------------------------------------- registry
+_V1 = {'pos_embed': 'cosine'}
+_V2 = {'pos_embed': 'RoPE100'}
+_VIT_B = {'enc_embed_dim': 768, 'enc_depth': 12, 'enc_num_heads': 12}
+_VIT_L = {'enc_embed_dim': 1024, 'enc_depth': 24, 'enc_num_heads': 16}
+_DEC_SMALL = {'dec_embed_dim': 512, 'dec_depth': 8, 'dec_num_heads': 16}
+_DEC_BASE = {'dec_embed_dim': 768, 'dec_depth': 12, 'dec_num_heads': 12}
+_ORIGIN = 'https://download.europe.naverlabs.com/ComputerVision/CroCo/'
+_LICENSE = 'CC-BY-NC-SA-4.0'
+# Architecture of each official file (the registry entry with these defaults loads it).
+OFFICIAL_ARCHS = {
+    'CroCo.pth': {**_V1, **_VIT_B, **_DEC_SMALL},
+    'CroCo_V2_ViTBase_SmallDecoder.pth': {**_V2, **_VIT_B, **_DEC_SMALL},
+    'CroCo_V2_ViTBase_BaseDecoder.pth': {**_V2, **_VIT_B, **_DEC_BASE},
+    'CroCo_V2_ViTLarge_BaseDecoder.pth': {**_V2, **_VIT_L, **_DEC_BASE},
+}
+
+
+def _cfg(tag: str, file: str, encoder_only: bool = False) -> PretrainedCfg:
+    version = 'v1' if file == 'CroCo.pth' else 'v2'
+    what = 'encoder weights of ' if encoder_only else ''
+    return PretrainedCfg(
+        tag=tag, formats=('croco', 'embodied_vision'), license=_LICENSE,
+        origin_url=_ORIGIN + file, non_commercial=True,
+        paper='arXiv:2210.10716' if version == 'v1' else 'arXiv:2211.10408',
+        notes=(f'{what}the official CroCo {version} release {file} (state dict under '
+               "'model'; the v2 files add 'croco_kwargs'); files written by upstream "
+               "pretrain.py (architecture in args.model) load too"))
+
+
+def _create(cls: Callable, defaults: dict, overrides: dict):
+    return cls(**{**defaults, **overrides})
+
+
+@register_encoder(_cfg('habitat_pairs', 'CroCo.pth', encoder_only=True))
+def croco_vit_base(**kwargs) -> CroCoEncoder:
+    """CroCo v1 ViT-B/16 encoder, 2D sin-cos positions: 768-d embedding."""
+    return _create(CroCoEncoder, {**_V1, **_VIT_B}, kwargs)
+
+
+@register_encoder(_cfg('habitat_real_smalldec', 'CroCo_V2_ViTBase_SmallDecoder.pth', True),
+                  _cfg('habitat_real_basedec', 'CroCo_V2_ViTBase_BaseDecoder.pth', True))
+def croco_v2_vit_base(**kwargs) -> CroCoEncoder:
+    """CroCo v2 ViT-B/16 encoder, RoPE100: 768-d embedding."""
+    return _create(CroCoEncoder, {**_V2, **_VIT_B}, kwargs)
+
+
+@register_encoder(_cfg('habitat_real_basedec', 'CroCo_V2_ViTLarge_BaseDecoder.pth', True))
+def croco_v2_vit_large(**kwargs) -> CroCoEncoder:
+    """CroCo v2 ViT-L/16 encoder, RoPE100: 1024-d embedding."""
+    return _create(CroCoEncoder, {**_V2, **_VIT_L}, kwargs)
+
+
+@register_encoder(_cfg('habitat_pairs', 'CroCo.pth'))
+def croco_pair_vit_base(**kwargs) -> CroCoPair:
+    """CroCo v1 two-view model, ViT-B encoder + small decoder (512/8/16): 512-d embedding."""
+    return _create(CroCoPair, OFFICIAL_ARCHS['CroCo.pth'], kwargs)
+
+
+@register_encoder(_cfg('habitat_real', 'CroCo_V2_ViTBase_SmallDecoder.pth'))
+def croco_v2_pair_vit_base_smalldec(**kwargs) -> CroCoPair:
+    """CroCo v2 two-view model, ViT-B + small decoder, RoPE100: 512-d embedding."""
+    return _create(CroCoPair, OFFICIAL_ARCHS['CroCo_V2_ViTBase_SmallDecoder.pth'], kwargs)
+
+
+@register_encoder(_cfg('habitat_real', 'CroCo_V2_ViTBase_BaseDecoder.pth'))
+def croco_v2_pair_vit_base_basedec(**kwargs) -> CroCoPair:
+    """CroCo v2 two-view model, ViT-B + base decoder (768/12/12), RoPE100: 768-d."""
+    return _create(CroCoPair, OFFICIAL_ARCHS['CroCo_V2_ViTBase_BaseDecoder.pth'], kwargs)
+
+
+@register_encoder(_cfg('habitat_real', 'CroCo_V2_ViTLarge_BaseDecoder.pth'))
+def croco_v2_pair_vit_large_basedec(**kwargs) -> CroCoPair:
+    """CroCo v2 two-view model, ViT-L + base decoder, RoPE100: 768-d embedding."""
+    return _create(CroCoPair, OFFICIAL_ARCHS['CroCo_V2_ViTLarge_BaseDecoder.pth'], kwargs)
