@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = read_config(args.config)
     if any(name.endswith('sim_node') for name in config):
-        from embodied_vision.ros_nodes.sim_node import headless_rendering_default
+        from embodied_vision.ros_nodes.runtime import headless_rendering_default
         headless_rendering_default()
     kinds = {name: node_class_for(name) for name in config}
     if args.episodes is not None and args.episodes < 1:

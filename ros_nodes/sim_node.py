@@ -48,8 +48,9 @@ from embodied_vision.ros_nodes.lifecycle_base import (
     TransitionCallbackReturn,
     run_node,
 )
+from embodied_vision.ros_nodes.runtime import headless_rendering_default
 
-__all__ = ['SimNode', 'headless_rendering_default', 'main']
+__all__ = ['SimNode', 'main']
 
 
 class SimNode(ManagedNode):
@@ -390,14 +391,6 @@ def main(args=None) -> int:
     """Console script `sim_node`."""
     headless_rendering_default()
     return run_node(SimNode, args)
-
-
-def headless_rendering_default() -> None:
-    """Process entry points only: MuJoCo renders through EGL when there is no display."""
-    import os
-    if 'DISPLAY' not in os.environ:
-        os.environ.setdefault('MUJOCO_GL', 'egl')
-        os.environ.setdefault('PYOPENGL_PLATFORM', 'egl')
 
 
 if __name__ == '__main__':

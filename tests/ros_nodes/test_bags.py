@@ -1,0 +1,125 @@
+"""`replay` and `record` on rosbag2 bags in both storages, written and read with rosbags."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('rosbags')
+from rosbags.highlevel import AnyReader  # noqa: E402
+from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
+from rosbags.typesys import Stores, get_typestore  # noqa: E402
+
+from embodied_vision import deploy  # noqa: E402
+from embodied_vision.checkpoints import load_encoder, save_encoder  # noqa: E402
+from embodied_vision.data.images import to_batch  # noqa: E402
+from embodied_vision.encoders import create_encoder  # noqa: E402
+from embodied_vision.ros_nodes.bags import record_main, replay_main  # noqa: E402
+from embodied_vision.ros_nodes.conversions import image_to_numpy  # noqa: E402
+
+STORE = get_typestore(Stores.ROS2_JAZZY)
+T = STORE.types
+SIZE = 64
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(1)
+    return save_encoder(create_encoder('r3m_resnet18'), tmp_path_factory.mktemp('ck') / 'enc')
+
+
+def _image(frame, encoding, sec, nanosec, truncate=False):
+    header = T['std_msgs/msg/Header'](
+        stamp=T['builtin_interfaces/msg/Time'](sec=sec, nanosec=nanosec), frame_id='cam')
+    data = frame.reshape(-1).copy()
+    return T['sensor_msgs/msg/Image'](
+        header=header, height=frame.shape[0], width=frame.shape[1], encoding=encoding,
+        is_bigendian=0, step=frame.shape[1] * 3, data=data[:50] if truncate else data)
+
+
+def _write_bag(path, storage):
+    frames = [RNG.integers(0, 256, (48, 80, 3), dtype=np.uint8) for _ in range(4)]
+    stamps = [(10, 5), (11, 0), (11, 999_999_999), (13, 7)]
+    with Writer(path, version=9, storage_plugin=storage) as writer:
+        images = writer.add_connection('/cam/image_raw', 'sensor_msgs/msg/Image',
+                                       typestore=STORE)
+        other = writer.add_connection('/chatter', 'std_msgs/msg/String', typestore=STORE)
+        for i, (frame, (sec, ns)) in enumerate(zip(frames, stamps)):
+            encoding = 'bgr8' if i == 2 else 'rgb8'
+            payload = frame[..., ::-1] if i == 2 else frame
+            msg = _image(np.ascontiguousarray(payload), encoding, sec, ns)
+            writer.write(images, 1000 + i, STORE.serialize_cdr(msg, 'sensor_msgs/msg/Image'))
+            writer.write(other, 1000 + i, STORE.serialize_cdr(
+                T['std_msgs/msg/String'](data='hi'), 'std_msgs/msg/String'))
+        bad = _image(frames[0], 'rgb8', 14, 0, truncate=True)
+        writer.write(images, 2000, STORE.serialize_cdr(bad, 'sensor_msgs/msg/Image'))
+    return frames, [s * 10**9 + n for s, n in stamps], [1000, 1001, 1002, 1003]
+
+
+@pytest.mark.parametrize('storage', [StoragePlugin.MCAP, StoragePlugin.SQLITE3],
+                         ids=['mcap', 'sqlite3'])
+def test_replay_writes_embeddings_stamped_with_their_source(tmp_path, checkpoint, storage,
+                                                            capsys):
+    frames, stamps, log_times = _write_bag(tmp_path / 'in', storage)
+    out_bag, out_file = tmp_path / 'out', tmp_path / 'emb.npy'
+    out_storage = 'sqlite3' if storage == StoragePlugin.MCAP else 'mcap'
+    assert replay_main([str(tmp_path / 'in'), '--topic', '/cam/image_raw', '--checkpoint',
+                        str(checkpoint), '--backend', 'eager', '--device', 'cpu', '--size',
+                        str(SIZE), '--out-bag', str(out_bag), '--out', str(out_file),
+                        '--storage', out_storage, '--batch-size', '3']) == 0
+    assert 'skipped 1' in capsys.readouterr().out
+    compiled = deploy.compile(load_encoder(checkpoint), 'eager', device='cpu',
+                              input_size=(SIZE, SIZE))
+    expected = np.concatenate([compiled(to_batch([f], (SIZE, SIZE))).numpy() for f in frames])
+
+    with AnyReader([out_bag]) as reader:
+        rows = [(t, reader.deserialize(raw, c.msgtype)) for c, t, raw in reader.messages()]
+    assert [t for t, _ in rows] == log_times
+    assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in rows] == stamps
+    assert all(m.header.frame_id == 'cam' and m.encoding == '32FC1' for _, m in rows)
+    got = np.concatenate([image_to_numpy(m) for _, m in rows])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+    np.testing.assert_allclose(np.load(out_file), expected, rtol=1e-4, atol=1e-5)
+    meta = json.loads(out_file.with_suffix('.json').read_text())
+    assert meta['stamps_ns'] == stamps and meta['log_times_ns'] == log_times
+
+
+def test_replay_to_safetensors_and_unknown_topic(tmp_path, checkpoint):
+    from safetensors.torch import load_file
+    _, stamps, _ = _write_bag(tmp_path / 'in', StoragePlugin.MCAP)
+    out = tmp_path / 'emb.safetensors'
+    assert replay_main([str(tmp_path / 'in'), '--topic', '/cam/image_raw', '--checkpoint',
+                        str(checkpoint), '--backend', 'eager', '--size', str(SIZE),
+                        '--out', str(out)]) == 0
+    tensors = load_file(str(out))
+    assert tensors['embeddings'].shape == (4, 512)
+    assert tensors['stamps_ns'].tolist() == stamps
+    with pytest.raises(ValueError, match='/cam/image_raw'):
+        replay_main([str(tmp_path / 'in'), '--topic', '/nope', '--backend', 'eager',
+                     '--out', str(out)])
+
+
+def test_record_writes_a_sim_episode(tmp_path, capsys):
+    pytest.importorskip('mujoco')
+    os.environ.setdefault('MUJOCO_GL', 'egl')
+    bag = tmp_path / 'episode'
+    assert record_main([str(bag), '--task', 'Reach', '--episodes', '1', '--image-size', '32',
+                        '--storage', 'sqlite3']) == 0
+    assert '1 successful' in capsys.readouterr().out
+    with AnyReader([Path(bag)]) as reader:
+        by_topic = {}
+        for c, t, raw in reader.messages():
+            by_topic.setdefault(c.topic, []).append((t, reader.deserialize(raw, c.msgtype)))
+    steps = len(by_topic['/action'])
+    assert steps >= 1 and len(by_topic['/front/image_raw']) == steps + 1
+    image_stamps = [t for t, _ in by_topic['/front/image_raw']]
+    assert image_stamps == sorted(image_stamps)
+    assert [t for t, _ in by_topic['/action']] == image_stamps[:-1]
+    assert by_topic['/success'][-1][1].data is True
+    assert image_to_numpy(by_topic['/front/image_raw'][0][1]).shape == (32, 32, 3)
+    assert by_topic['/front/camera_info'][0][1].k[0] > 0
+    assert 'target' in by_topic['/instruction'][0][1].data
