@@ -97,11 +97,18 @@ class RoPE2D(nn.Module):
         key = (int(grid_h), int(grid_w), torch.device(device or 'cpu'), dtype)
         tables = self._cache.get(key)
         if tables is None:
-            positions = grid_positions(grid_h, grid_w, device=device)
-            tables = rope_2d_tables(positions, self.head_dim, self.base, dtype)
-            if not _tracing():  # tensors made while tracing are not real: never cache them
-                self._cache[key] = tables
+            if _tracing():  # tensors made while tracing are not real: never cache them
+                return self._tables(grid_h, grid_w, device, dtype)
+            # Normal tensors even under inference_mode, so that a table cached there can be
+            # used later in autograd.
+            with torch.inference_mode(False):
+                tables = self._tables(grid_h, grid_w, device, dtype)
+            self._cache[key] = tables
         return tables
+
+    def _tables(self, grid_h, grid_w, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = grid_positions(grid_h, grid_w, device=device)
+        return rope_2d_tables(positions, self.head_dim, self.base, dtype)
 
     @staticmethod
     def select(tables: tuple[torch.Tensor, torch.Tensor],
