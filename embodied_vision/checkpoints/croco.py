@@ -230,7 +230,7 @@ def load_croco_checkpoint(model, path: str | os.PathLike) -> None:
     cfg = getattr(model, 'pretrained_cfg', None)
     if cfg is None or cfg.non_commercial:
         warnings.warn(f'{getattr(model, "name", "CroCo")} weights from {path} are licensed '
-                      'CC BY-NC-SA 4.0 (non-commercial use only)', stacklevel=2)
+                      'CC-BY-NC-SA-4.0 (non-commercial use only)', stacklevel=2)
     _logger.info('loaded CroCo weights into %s from %s', getattr(model, 'name', 'model'), path)
 
 
@@ -243,15 +243,16 @@ def croco_from_checkpoint(path: str | os.PathLike, pair: bool = True, **override
         **overrides: extra constructor arguments (e.g. `img_size`).
     """
     from embodied_vision.encoders import create_encoder
+    from embodied_vision.encoders.croco import OFFICIAL_ARCHS
     kwargs, _ = croco_architecture(read_croco_checkpoint(path))
     file = _official_match(kwargs)
-    keys = ('img_size', 'mask_ratio') if pair else ('img_size',)
-    if file is None:  # a self-trained architecture: the base entry with every argument
-        name = 'croco_pair_vit_base' if pair else 'croco_vit_base'
-        keys += _ENCODER_ARCH + (_DECODER_ARCH if pair else ())
-    else:
-        name = _OFFICIAL_NAMES[file][pair]
-    arch = {k: kwargs[k] for k in keys if k in kwargs and kwargs[k] != V1_DEFAULTS.get(k)}
+    if file is None:  # self-trained: the v1 or v2 ViT-B entry with the differences as kwargs
+        file = 'CroCo.pth' if kwargs.get('pos_embed') == 'cosine' else \
+            'CroCo_V2_ViTBase_SmallDecoder.pth'
+    name = _OFFICIAL_NAMES[file][pair]
+    defaults = {**V1_DEFAULTS, **OFFICIAL_ARCHS[file]}
+    keys = ('img_size',) + _ENCODER_ARCH + ((_DECODER_ARCH + ('mask_ratio',)) if pair else ())
+    arch = {k: kwargs[k] for k in keys if k in kwargs and kwargs[k] != defaults[k]}
     if isinstance(arch.get('img_size'), list):
         arch['img_size'] = tuple(arch['img_size'])
     model = create_encoder(name, **{**arch, **overrides})
