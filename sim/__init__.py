@@ -9,14 +9,23 @@ in `TASKS` (Reach, Push, PickPlace, Stack, TwoStepPickPlace):
     ...                image_size=128, domain='real')
     >>> obs, info = env.reset(seed=0)
     >>> obs, reward, terminated, truncated, info = env.step(env.unwrapped.expert_action())
+
+Rendering is headless by default: without a display, `MUJOCO_GL` defaults to `egl` (set it
+to `osmesa` or `glfw` yourself to choose another backend). It must be set before mujoco is
+imported, hence here.
 """
-from embodied_vision.sim.base import TabletopEnv
-from embodied_vision.sim.cameras import CAMERA_NAMES, STEREO_BASELINE
-from embodied_vision.sim.domains import DOMAINS, DomainConfig, DomainRandomization
-from embodied_vision.sim.language import STAGE_TEMPLATES, TemplateSet
-from embodied_vision.sim.registration import env_id, register_envs
-from embodied_vision.sim.tasks import TASKS, make_task
-from embodied_vision.sim.vector import make_vector_env
+import os
+
+if 'MUJOCO_GL' not in os.environ and not os.environ.get('DISPLAY'):
+    os.environ['MUJOCO_GL'] = 'egl'
+
+from embodied_vision.sim.base import TabletopEnv  # noqa: E402
+from embodied_vision.sim.cameras import CAMERA_NAMES, STEREO_BASELINE  # noqa: E402
+from embodied_vision.sim.domains import DOMAINS, DomainConfig, DomainRandomization  # noqa: E402
+from embodied_vision.sim.language import STAGE_TEMPLATES, TemplateSet  # noqa: E402
+from embodied_vision.sim.registration import env_id, register_envs  # noqa: E402
+from embodied_vision.sim.tasks import TASKS, make_task  # noqa: E402
+from embodied_vision.sim.vector import make_vector_env  # noqa: E402
 
 __all__ = [
     'CAMERA_NAMES',
