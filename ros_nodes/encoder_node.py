@@ -21,9 +21,10 @@ Lifecycle:
 
 Frames go into a one-frame mailbox (`LatestSlot`); one worker thread takes the newest frame,
 so when inference is slower than the camera stale frames are dropped (counted in
-diagnostics as `dropped`), never queued. Stages timed per frame: `convert` (Image -> numpy),
-`preprocess` (resize + centre crop, `embodied_vision.data.images.to_batch`), `inference`,
-`publish`, and `total` (arrival -> published). Bad input (an encoding other than rgb8,
+diagnostics as `dropped`), never queued. Stages timed per frame: `queue` (arrival -> taken
+by the worker), `convert` (Image -> numpy), `preprocess` (resize + centre crop as
+`embodied_vision.data.images.to_batch`), `inference`, `publish`, and `total` (arrival ->
+published). Bad input (an encoding other than rgb8,
 bgr8, rgba8, bgra8, mono8; step/size mismatch; truncated data) is logged with a throttle,
 counted as `rejected`, and produces no output.
 """
@@ -74,12 +75,15 @@ class EncoderNode(ManagedNode):
                   'cached one matches', read_only=True),
         ParamSpec('check_parity', True, 'compare the compiled runtime with eager fp32 at '
                   'configure and fail on drift', read_only=True),
+        ParamSpec('num_threads', 0, 'CPU threads for inference (onnxruntime intra-op, torch '
+                  'for eager/inductor); 0 = the runtime default', low=0, high=1024,
+                  read_only=True),
         ParamSpec('input_topic', 'image', 'sensor_msgs/Image input', read_only=True),
         ParamSpec('output_topic', 'embedding', 'embedding output (sensor_msgs/Image 32FC1, '
                   '1 x embed_dim)', read_only=True),
     ) + ManagedNode.qos_specs('input', 'sensor_data', 1, 'image subscription') \
         + ManagedNode.qos_specs('output', 'reliable', 10, 'embedding publisher')
-    STAGES = ('convert', 'preprocess', 'inference', 'publish', 'total')
+    STAGES = ('queue', 'convert', 'preprocess', 'inference', 'publish', 'total')
 
     def __init__(self, node_name: str = 'encoder_node', **kwargs):
         self.model = None
@@ -87,6 +91,7 @@ class EncoderNode(ManagedNode):
         self._publisher = None
         self._subscription = None
         self._worker: threading.Thread | None = None
+        self._device = None
         self._slot = LatestSlot()
         self._running = threading.Event()
         super().__init__(node_name, **kwargs)
@@ -118,8 +123,13 @@ class EncoderNode(ManagedNode):
         import torch
 
         from embodied_vision import create_encoder, deploy
-        from embodied_vision.data.images import to_batch
         device = self.param('device') or ('cuda' if torch.cuda.is_available() else 'cpu')
+        threads = self.param('num_threads')
+        options = {}
+        if threads and self.param('backend') == 'onnxruntime':
+            options['threads'] = threads
+        elif threads:
+            torch.set_num_threads(threads)
         encoder = create_encoder(self.param('encoder_name'),
                                  checkpoint=self.param('checkpoint_path') or None)
         width, height = self.param('network_image_width'), self.param('network_image_height')
@@ -130,10 +140,11 @@ class EncoderNode(ManagedNode):
             encoder, self.param('backend'), device=device, precision=self.param('precision'),
             input_size=self.input_size, check_parity=self.param('check_parity'),
             cache_dir=self.param('engine_cache_dir') or None,
-            use_cache=not self.param('force_engine_update'))
-        warm = to_batch([np.zeros((*self.input_size, 3), np.uint8)], self.input_size)
+            use_cache=not self.param('force_engine_update'), **options)
+        self._device = torch.device(device)
+        warm = np.zeros((*self.input_size, 3), np.uint8)
         for _ in range(2):
-            self.model(warm)
+            self.model(self.preprocess(warm))
         self.get_logger().info(
             f'{encoder.name} ({encoder.embed_dim}-d) on {self.model.backend}/{device}, input '
             f'{self.input_size}, built in {self.model.build_seconds:.1f} s, parity '
@@ -180,9 +191,28 @@ class EncoderNode(ManagedNode):
 
     # ----------------------------------------------------------------------- data path
     def _on_image(self, msg: Image) -> None:
+        """Validate and convert at once (a zero-copy view), so bad input is rejected here and
+        never displaces a good frame from the slot; the worker does the rest."""
+        arrived = time.perf_counter()
         self.count('received')
-        if self._slot.put((msg, time.perf_counter())):
+        frame = self.convert(msg)
+        if frame is None:
+            return
+        if self._slot.put((msg.header, frame, arrived, time.perf_counter() - arrived)):
             self.count('dropped')
+
+    def convert(self, msg: Image) -> np.ndarray | None:
+        """Image -> RGB uint8 (H, W, 3); None (rejected and counted) for bad input."""
+        if msg.encoding not in COLOUR_ENCODINGS:
+            self.reject('encoding', f'encoding {msg.encoding!r} is not a colour image; '
+                        f'allowed: {", ".join(COLOUR_ENCODINGS)}')
+            return None
+        try:
+            frame = image_to_numpy(msg, to_rgb=True)
+        except ValueError as err:
+            self.reject('malformed', str(err))
+            return None
+        return np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame
 
     def _work(self) -> None:
         while self._running.is_set():
@@ -194,34 +224,38 @@ class EncoderNode(ManagedNode):
             except Exception as err:  # a bug must not kill the worker silently
                 self.reject('internal', f'{type(err).__name__}: {err}')
 
-    def process(self, msg: Image, arrived: float | None = None) -> np.ndarray | None:
-        """Embed one Image and publish it; returns the (1, D) embedding, None if rejected."""
-        from embodied_vision.data.images import to_batch
-        t0 = time.perf_counter()
-        arrived = t0 if arrived is None else arrived
-        if msg.encoding not in COLOUR_ENCODINGS:
-            self.reject('encoding', f'encoding {msg.encoding!r} is not a colour image; '
-                        f'allowed: {", ".join(COLOUR_ENCODINGS)}')
-            return None
-        try:
-            frame = image_to_numpy(msg, to_rgb=True)
-        except ValueError as err:
-            self.reject('malformed', str(err))
-            return None
-        if frame.ndim == 2:
-            frame = np.repeat(frame[..., None], 3, axis=2)
+    def preprocess(self, frame: np.ndarray):
+        """RGB uint8 (H, W, 3) -> (1, 3, h, w) uint8 on the model's device.
+
+        The same resize + centre crop as `embodied_vision.data.images.to_batch` (bit-identical
+        on CPU), but the frame is made channels-last contiguous first, which makes the float
+        conversion a straight copy (0.4 ms instead of 10 ms at 640x480), and on CUDA the
+        resize runs on the GPU.
+        """
+        import torch
+
+        from embodied_vision.data.images import resize_center_crop
+        x = torch.from_numpy(frame).to(self._device, non_blocking=True).permute(2, 0, 1)[None]
+        return resize_center_crop(x.contiguous(memory_format=torch.channels_last),
+                                  self.input_size)
+
+    def process(self, header, frame: np.ndarray, arrived: float,
+                convert_seconds: float = 0.0) -> np.ndarray | None:
+        """Embed one converted frame and publish it stamped with `header`; returns the
+        (1, D) embedding, or None when the output is not finite (rejected)."""
         t1 = time.perf_counter()
-        batch = to_batch([frame], self.input_size)
+        batch = self.preprocess(frame)
         t2 = time.perf_counter()
         embedding = self.model(batch).float().cpu().numpy()
         t3 = time.perf_counter()
         if not np.all(np.isfinite(embedding)):
             self.reject('non_finite_output', 'the encoder returned NaN or inf')
             return None
-        self._publisher.publish(numpy_to_image(embedding, '32FC1', header=msg.header))
+        self._publisher.publish(numpy_to_image(embedding, '32FC1', header=header))
         t4 = time.perf_counter()
         self.count('published')
-        for stage, seconds in (('convert', t1 - t0), ('preprocess', t2 - t1),
+        for stage, seconds in (('queue', t1 - arrived - convert_seconds),
+                               ('convert', convert_seconds), ('preprocess', t2 - t1),
                                ('inference', t3 - t2), ('publish', t4 - t3),
                                ('total', t4 - arrived)):
             self.timer.add(stage, seconds)

@@ -154,3 +154,10 @@ def test_bad_checkpoint_fails_configure_cleanly(ros_context, tmp_path):
         assert node.diagnostic_status().values  # still alive and reporting
     finally:
         node.destroy_node()
+
+
+@pytest.mark.parametrize('shape', [(480, 640, 3), (37, 91, 3)])
+def test_preprocess_is_bit_identical_to_to_batch(encoder_node, shape):
+    node, _ = encoder_node
+    frame = RNG.integers(0, 256, shape, dtype=np.uint8)
+    assert torch.equal(node.preprocess(frame), to_batch([frame], (SIZE, SIZE)))
