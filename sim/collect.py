@@ -91,6 +91,8 @@ def _validate(cfg: DictConfig) -> None:
     for key in ('n', 'num_envs'):
         if int(cfg[key]) < 1:
             raise ValueError(f'{key} must be >= 1, got {cfg[key]}')
+    if not 0.0 <= float(cfg.expert_noise) <= 1.0:
+        raise ValueError(f'expert_noise must be in [0, 1], got {cfg.expert_noise}')
 
 
 def collect(cfg: DictConfig) -> dict:
@@ -110,12 +112,16 @@ def collect(cfg: DictConfig) -> dict:
         episode_seed = list(seeds)
         camera_params = [d['camera_params'] for d in envs.call('describe')]
         buffers = [EpisodeBuffer(_info(infos, i)) for i in range(num_envs)]
+        noise = [np.random.default_rng([s, 1]) for s in episode_seed]
         active = np.ones(num_envs, dtype=bool)
         bar = tqdm(total=n, desc=f'collect {cfg.task}/{cfg.domain}', unit='ep',
                    disable=not cfg.progress)
         with EpisodeWriter(cfg.out, env_args=env_args, compression=cfg.compression) as writer:
             while written < n and active.any():
                 actions = np.stack(envs.call('expert_action'))
+                if cfg.expert_noise:
+                    jitter = np.stack([rng.normal(0.0, cfg.expert_noise, 3) for rng in noise])
+                    actions[:, :3] = np.clip(actions[:, :3] + jitter, -1.0, 1.0)
                 next_obs, rewards, terminated, truncated, infos = envs.step(actions)
                 done = terminated | truncated
                 for i in np.flatnonzero(active):
@@ -152,6 +158,7 @@ def collect(cfg: DictConfig) -> dict:
                 described = envs.call('describe')
                 for i in np.flatnonzero(reset_mask):
                     buffers[i] = EpisodeBuffer(_info(reset_infos, i))
+                    noise[i] = np.random.default_rng([episode_seed[i], 1])
                     camera_params[i] = described[i]['camera_params']
         bar.close()
     finally:

@@ -16,6 +16,7 @@ from embodied_vision.geometry.radiance_grid import (
     fuse_radiance_grid,
     grid_resolution,
 )
+from embodied_vision.geometry.rotations import quat_to_matrix
 from embodied_vision.geometry.sampling import (
     PRIMITIVES,
     primitive_area,
@@ -34,6 +35,7 @@ __all__ = [
     'grid_resolution',
     'primitive_area',
     'project_points',
+    'quat_to_matrix',
     'sample_object_points',
     'sample_primitive_surface',
     'transform_points',

@@ -1,0 +1,135 @@
+"""Manipulate-by-Seeing: geometry of actions, the loss, the planner and training on sim videos."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from embodied_vision.policies.mbs import (
+    ActionPool,
+    MbSConfig,
+    MbSModel,
+    MbSPolicy,
+    mbs_loss,
+    tool_frame_directions,
+)
+
+TINY = dict(image_size=32, resize_to=36, proj_dim=16, dynamics_hidden=(), color_jitter=0.0)
+
+
+def _yaw_quat(angle):
+    return np.array([math.cos(angle / 2), 0.0, 0.0, math.sin(angle / 2)])
+
+
+def test_tool_frame_directions_rotate_into_the_tool_frame():
+    positions = np.array([[0, 0, 0], [0.01, 0, 0], [0.02, 0, 0], [0.02, 0, 0.0001]], float)
+    quats = np.stack([_yaw_quat(math.pi / 2)] * 4)  # tool x axis = world y axis
+    directions, length = tool_frame_directions(positions, quats, stride=1)
+    np.testing.assert_allclose(directions[0], [0, -1, 0], atol=1e-6)  # world +x = tool -y
+    np.testing.assert_allclose(length, [0.01, 0.01, 0.0001], atol=1e-9)
+    assert tool_frame_directions(positions, quats, stride=4)[0].shape == (0, 3)
+
+
+def test_action_pool_drops_short_motions_and_finds_nearest():
+    positions = np.array([[0, 0, 0], [0.01, 0, 0], [0.01, 0.001, 0], [0.01, 0.02, 0]], float)
+    quats = np.stack([_yaw_quat(0.0)] * 4)
+    pool = ActionPool.from_trajectories([(positions, quats)], stride=1, min_translation=0.005)
+    assert len(pool) == 2  # the 1 mm step is not an action
+    nearest = pool.nearest(torch.tensor([[0.9, 0.1, 0.0], [0.0, 1.0, 0.1]]))
+    assert nearest.tolist() == [0, 1]
+    with pytest.raises(ValueError, match='M >= 1'):
+        ActionPool(torch.zeros(0, 3))
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match='resize_to'):
+        MbSConfig(image_size=224, resize_to=200)
+    with pytest.raises(ValueError, match='temperature'):
+        MbSConfig(temperature=0.0)
+
+
+def _constructed_policy():
+    """Dynamics F(z, a) = normalise(z + B a) with a known B: the best action is computable."""
+    torch.manual_seed(0)
+    directions = torch.tensor([[1.0, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1]])
+    config = MbSConfig(**TINY, encoder='r3m_resnet18')
+    policy = MbSPolicy(config, ActionPool(directions), max_delta=0.02)
+    linear = policy.model.dynamics[0]
+    mixing = torch.randn(16, 3)
+    with torch.no_grad():
+        linear.weight.copy_(torch.cat([torch.eye(16), mixing], dim=1))
+        linear.bias.zero_()
+    return policy, directions, mixing
+
+
+@pytest.mark.parametrize('best', [0, 2, 4])
+def test_planner_picks_the_known_best_action(best):
+    policy, directions, mixing = _constructed_policy()
+    frame = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    with torch.no_grad():
+        z = policy.model.represent(policy._frame(frame))
+        policy._goal = torch.nn.functional.normalize(z + directions[best] @ mixing.T, dim=-1)
+    index, scores, current = policy.plan(frame)
+    assert index == best and scores.shape == (5,) and current < 1.0
+    # The chosen tool-frame direction is rotated to the world and split into env steps.
+    action = policy.select_action({'image': frame, 'tool_quat': _yaw_quat(math.pi / 2)})
+    world = np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]]) @ directions[best].numpy()
+    assert policy.steps_per_move == 2
+    np.testing.assert_allclose(action[:3], world, atol=1e-6)  # 4 cm = two 2 cm steps
+    assert action[3] == -1.0
+    second = policy.select_action({'image': frame, 'tool_quat': _yaw_quat(0.0)})
+    np.testing.assert_allclose(second, action)  # served from the queue
+    policy.reset()
+    with pytest.raises(RuntimeError, match='set_goal'):
+        MbSPolicy(policy.config, ActionPool(directions)).plan(frame)
+
+
+def test_loss_matches_its_definition():
+    policy, directions, _ = _constructed_policy()
+    model: MbSModel = policy.model
+    frames = torch.randint(0, 256, (3, 2, 3, 32, 32), dtype=torch.uint8).float()
+    actions = torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.1, 0.95]])
+    loss, logs = mbs_loss(model, frames[0], frames[1], frames[2], actions, ActionPool(directions))
+    with torch.no_grad():
+        z = model.represent(torch.cat(list(frames)))
+        z_t, z_next, z_goal = z.chunk(3)
+        logits = model.pool_scores(z_t, directions, z_goal)
+        expected = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 4])) + \
+            torch.nn.functional.mse_loss(model.predict(z_t, actions), z_next)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert set(logs) == {'loss_dist', 'loss_dyn', 'direction_cos', 'top1'}
+
+
+@pytest.fixture(scope='module')
+def videos(tmp_path_factory):
+    pytest.importorskip('mujoco')
+    from embodied_vision.sim.collect import main as collect
+    path = tmp_path_factory.mktemp('mbs') / 'videos.hdf5'
+    assert collect(['task=PickPlace', 'n=4', 'size=32', 'cameras=[wrist]', 'depth=false',
+                    'expert_noise=0.3', 'progress=false', f'out={path}']) == 0
+    return path
+
+
+def test_training_on_sim_videos_lowers_the_loss_and_exports_a_planner(videos, tmp_path):
+    from embodied_vision.policies.mbs.training_mbs import MbSTrainingTask
+    from embodied_vision.training import MetricsLogger, Trainer, TrainerConfig
+    task = MbSTrainingTask([videos], val_fraction=0.25, frame_stride=2, train_gripper=False,
+                           **TINY)
+    assert len(task.pool) > 20 and len(task.train_dataset()) > 20
+    config = TrainerConfig(out_dir=str(tmp_path), max_steps=16, batch_size=8, device='cpu',
+                           progress=False, log_every=2, checkpoint_every=0)
+    summary = Trainer(config, task, lambda p: torch.optim.Adam(p, lr=1e-3)).fit()
+    dynamics = MetricsLogger(tmp_path / 'metrics.csv', resume_step=10**9).series('loss_dyn')[1]
+    assert sum(dynamics[-3:]) / 3 < 0.5 * sum(dynamics[:2]) / 2
+    assert 'eval/direction_cos' in summary['final']
+    policy = MbSPolicy.from_pretrained(tmp_path / 'policy')
+    sample = task.val[0]
+    policy.set_goal(sample['goal'])
+    action = policy.select_action({'image': sample['obs'], 'tool_quat': _yaw_quat(0.0)})
+    assert action.shape == (4,) and np.all(np.abs(action) <= 1.0)
+    # Identical planner scores after the save/load round trip.
+    task.model.eval()
+    exported = MbSPolicy(task.config, task.pool)
+    exported.model.load_state_dict(task.model.mbs.state_dict())
+    exported.set_goal(sample['goal'])
+    torch.testing.assert_close(exported.plan(sample['obs'])[1], policy.plan(sample['obs'])[1])
