@@ -40,6 +40,8 @@ def _parse(argv):
     p.add_argument('--backend', default='auto')
     p.add_argument('--device', default='')
     p.add_argument('--size', type=int, default=224, help='encoder input side')
+    p.add_argument('--input-qos', default='sensor_data',
+                   help='encoder_node input_qos (sensor_data, reliable, best_effort)')
     p.add_argument('--threads', type=int, default=0,
                    help="encoder_node num_threads (0 = the runtime's default)")
     p.add_argument('--startup-timeout', type=float, default=300.0)
@@ -108,7 +110,7 @@ def _start_node(args, env) -> subprocess.Popen:
               'device': args.device or "''", 'network_image_width': args.size,
               'network_image_height': args.size, 'input_topic': 'bench/image',
               'output_topic': 'bench/embedding', 'diagnostics_period': 1.0,
-              'num_threads': args.threads}
+              'num_threads': args.threads, 'input_qos': args.input_qos}
     command = [sys.executable, '-m', 'embodied_vision.ros_nodes.encoder_node', '--ros-args',
                '-r', '__node:=bench_encoder_node']
     for key, value in params.items():
@@ -187,7 +189,8 @@ def _report(bench, begin, end, args) -> dict:
         'overhead_ms': {'median': e2e['median'] - stages['inference'],
                         'p90': e2e['p90'] - inference_p90},
         'node': {k: bench.diagnostics.get(k) for k in ('encoder', 'backend', 'device',
-                                                        'input_size', 'dropped', 'rejected')},
+                                                        'input_size', 'received', 'dropped',
+                                                        'rejected')},
     }
 
 
@@ -201,6 +204,9 @@ def _print(r, args) -> None:
           f'{r["bare_model_ms"]["median"]:.2f} ms, p90 {r["bare_model_ms"]["p90"]:.2f} ms')
     print(f'[bench] node overhead = end-to-end - model: median {over["median"]:.2f} ms, '
           f'p90 {over["p90"]:.2f} ms (target: median < 2 ms)')
+    node = r['node']
+    print(f'[bench] encoder_node counts (whole run): received {node["received"]}, dropped '
+          f'(stale, replaced in the slot) {node["dropped"]}, rejected {node["rejected"]}')
     print('[bench] node stages (median ms): ' + ', '.join(
         f'{k} {v:.2f}' for k, v in r['node_stage_median_ms'].items()))
 
