@@ -6,8 +6,9 @@
     >>> policy.save_pretrained('runs/bc_pickplace')
 
 An episode is a mapping of per-step arrays: `'<camera>/rgb'` uint8 `(T, H, W, 3)`,
-`'proprio'` (or `'observation.state'`) `(T, state_dim)` and `'action'` `(T, action_dim)`;
-the sim suite's recorder and HDF5 episode reader produce these keys.
+`'proprio'` (or `'observation.state'`) `(T, state_dim)` and `'action'` `(T, action_dim)`,
+or an `EpisodeReader.episode(i)` dict (`{'obs': {...}, 'actions': ...}`) from the recorded
+HDF5 files: `bc_dataset(EpisodeReader('demos.hdf5'), encoder)`.
 """
 from collections.abc import Iterable, Mapping
 import logging
@@ -43,6 +44,8 @@ def embed_frames(encoder, frames: np.ndarray, size: tuple[int, int] | None = Non
 
 
 def _episode_arrays(episode: Mapping, camera: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if 'obs' in episode:  # `embodied_vision.data.episodes.EpisodeReader.episode()` layout
+        episode = {**episode['obs'], ACTION: episode['actions']}
     key = f'{camera}/rgb'
     state_key = 'proprio' if 'proprio' in episode else OBS_STATE
     missing = [k for k in (key, state_key, ACTION) if k not in episode]

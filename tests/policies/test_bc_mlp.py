@@ -94,6 +94,10 @@ def test_bc_dataset_from_episodes_embeds_every_step():
                  'action': rng.uniform(-1, 1, (t, 4)).astype(np.float32)} for t in (3, 2)]
     data = bc_dataset(episodes, encoder, size=(64, 64), batch_size=2)
     assert data[OBS_EMBEDDING].shape == (5, 512) and data[ACTION].shape == (5, 4)
+    reader_layout = [{'obs': {k: v for k, v in e.items() if k != 'action'},
+                      'actions': e['action']} for e in episodes]
+    again = bc_dataset(reader_layout, encoder, size=(64, 64), batch_size=2)
+    torch.testing.assert_close(again[OBS_EMBEDDING], data[OBS_EMBEDDING])
     with pytest.raises(KeyError, match='front/rgb'):
         bc_dataset([{'proprio': np.zeros((1, 8)), 'action': np.zeros((1, 4))}], encoder)
 
