@@ -17,7 +17,9 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 .PHONY: demo test lint test-long test-gpu bench install system-deps lock clean
 
+# Closed loop sim_node + encoder_node + policy_node in one process, then the encoder report.
 demo: $(STAMP)
+	$(VENV)/bin/embodied-vision pipeline launch/config/demo.yaml
 	$(VENV)/bin/embodied-vision demo --out demo_output
 
 test: $(STAMP) lint

@@ -93,6 +93,9 @@ setup(
     entry_points={
         'console_scripts': [
             'embodied-vision = embodied_vision.cli:main',
+            'encoder_node = embodied_vision.ros_nodes.encoder_node:main',
+            'sim_node = embodied_vision.ros_nodes.sim_node:main',
+            'policy_node = embodied_vision.ros_nodes.policy_node:main',
         ],
     },
 )

@@ -7,6 +7,9 @@
     embodied-vision demo                          the `make demo` job
     embodied-vision collect task=PickPlace ...    record expert episodes (hydra overrides)
     embodied-vision train experiment=NAME ...     train (hydra overrides; resumable)
+    embodied-vision pipeline launch/config/demo.yaml   ROS 2 nodes in one process
+    embodied-vision replay BAG --encoder NAME ... embeddings of a rosbag2 image topic
+    embodied-vision record ...                    sim runs -> rosbag2
 """
 import argparse
 import importlib
@@ -20,11 +23,16 @@ __all__ = ['main']
 
 _logger = logging.getLogger('embodied_vision')
 
-# Commands implemented elsewhere that take hydra-style `key=value` overrides: name -> module
-# with `main(argv) -> int`. Imported only when used, so optional extras stay optional.
-OVERRIDE_COMMANDS = {
-    'collect': 'embodied_vision.sim.collect',
-    'train': 'embodied_vision.scripts.train',
+# Commands implemented next to what they drive, as `module:function` taking the remaining
+# argv and returning an exit code. Imported only when used, so optional extras stay optional.
+DELEGATED_COMMANDS = {
+    'collect': ('embodied_vision.sim.collect:main', 'record expert episodes (key=value ...)'),
+    'train': ('embodied_vision.scripts.train:main', 'train an experiment (key=value ...)'),
+    'pipeline': ('embodied_vision.ros_nodes.pipeline:main',
+                 'run ROS 2 nodes in one process from a launch/config YAML'),
+    'replay': ('embodied_vision.ros_nodes.bags:replay_main',
+               'encode a rosbag2 image topic into stamped embeddings'),
+    'record': ('embodied_vision.ros_nodes.bags:record_main', 'record sim runs to rosbag2'),
 }
 
 
@@ -218,9 +226,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--checkpoint', default=None)
     p.set_defaults(func=_cmd_demo)
 
-    for name in OVERRIDE_COMMANDS:
-        sub.add_parser(name, help='hydra overrides: key=value ... (see its --help)',
-                       add_help=False)
+    for name, (_, help_text) in DELEGATED_COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
@@ -228,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO if '-v' in argv or '--verbose' in argv
                         else logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
-    if argv and argv[0] in OVERRIDE_COMMANDS:
-        return importlib.import_module(OVERRIDE_COMMANDS[argv[0]]).main(argv[1:])
+    if argv and argv[0] in DELEGATED_COMMANDS:
+        module, function = DELEGATED_COMMANDS[argv[0]][0].split(':')
+        return getattr(importlib.import_module(module), function)(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
