@@ -62,7 +62,7 @@ def apply_rope_2d(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torc
     quarter = t.shape[-1] // 4
     # Within each half, swap the two pair members; the sign sits in `sin`.
     swapped = t.unflatten(-1, (2, 2, quarter)).flip(-2).flatten(-3)
-    return t * cos + swapped * sin
+    return torch.addcmul(t * cos.to(t.dtype), swapped, sin.to(t.dtype))
 
 
 def _tracing() -> bool:
