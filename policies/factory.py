@@ -4,17 +4,21 @@ import os
 from pathlib import Path
 
 from embodied_vision.policies.bc import BCMLPConfig, BCMLPPolicy
+from embodied_vision.policies.mbs import MbSPolicy
 from embodied_vision.policies.scripted import ScriptedExpertPolicy
 
-__all__ = ['POLICIES', 'list_policies', 'load_policy', 'make_policy']
+__all__ = ['LOADABLE', 'POLICIES', 'list_policies', 'load_policy', 'make_policy']
 
-#: Trainable policies: name -> (config class, policy class).
+#: Policies built from a config alone: name -> (config class, policy class).
 POLICIES = {'bc_mlp': (BCMLPConfig, BCMLPPolicy)}
+#: Policies that `load_policy` reads back: `type` in config.json -> policy class. (`mbs` is
+#: only made by training, which builds its action pool from the videos.)
+LOADABLE = {'bc_mlp': BCMLPPolicy, MbSPolicy.name: MbSPolicy}
 
 
 def list_policies() -> list[str]:
     """Names accepted by `make_policy`."""
-    return sorted(POLICIES) + [ScriptedExpertPolicy.name]
+    return sorted(set(POLICIES) | set(LOADABLE)) + [ScriptedExpertPolicy.name]
 
 
 def make_policy(name: str, **kwargs):
@@ -22,7 +26,10 @@ def make_policy(name: str, **kwargs):
     if name == ScriptedExpertPolicy.name:
         return ScriptedExpertPolicy(**kwargs)
     if name not in POLICIES:
-        raise ValueError(f'unknown policy {name!r}; known: {list_policies()}')
+        hint = ' (train it: embodied-vision train experiment=mbs_pickplace)' \
+            if name in LOADABLE else ''
+        raise ValueError(f'cannot make policy {name!r} from a config{hint}; known: '
+                         f'{sorted(POLICIES) + [ScriptedExpertPolicy.name]}')
     config_class, policy_class = POLICIES[name]
     return policy_class(config_class(**kwargs))
 
@@ -35,6 +42,6 @@ def load_policy(path: str | os.PathLike, device: str = 'cpu'):
         raise FileNotFoundError(f'{path} holds no config.json: not a saved policy (expected '
                                 f'model.safetensors + config.json written by save_pretrained)')
     kind = json.loads(config_file.read_text()).get('type')
-    if kind not in POLICIES:
-        raise ValueError(f'{config_file} names policy type {kind!r}; known: {sorted(POLICIES)}')
-    return POLICIES[kind][1].from_pretrained(path, device=device)
+    if kind not in LOADABLE:
+        raise ValueError(f'{config_file} names policy type {kind!r}; known: {sorted(LOADABLE)}')
+    return LOADABLE[kind].from_pretrained(path, device=device)

@@ -9,21 +9,18 @@ Inputs are normalised inside the model with statistics stored as buffers (set fr
 training set by `set_normalization`), so `select_action` takes raw embeddings, states and
 returns raw actions, like LeRobot policies with their normalisers.
 """
-import json
 import os
 from pathlib import Path
 
-import safetensors.torch
 import torch
 from torch import nn
 
 from embodied_vision.policies.base import ACTION, OBS_EMBEDDING, OBS_STATE, as_batch
 from embodied_vision.policies.bc.configuration_bc_mlp import BCMLPConfig
+from embodied_vision.policies.pretrained import read_policy_files, write_policy_files
 
 __all__ = ['BCMLPPolicy']
 
-WEIGHTS_FILE = 'model.safetensors'
-CONFIG_FILE = 'config.json'
 
 
 class BCMLPPolicy(nn.Module):
@@ -111,24 +108,12 @@ class BCMLPPolicy(nn.Module):
     # ------------------------------------------------------------------------ save / load
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Write `model.safetensors` + `config.json` into directory `path`."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        config = self.config.to_dict()
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        safetensors.torch.save_file(state, str(path / WEIGHTS_FILE),
-                                    metadata={'config': json.dumps(config)})
-        (path / CONFIG_FILE).write_text(json.dumps(config, indent=2) + '\n')
-        return path
+        return write_policy_files(path, self, self.config.to_dict())
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = 'cpu') -> 'BCMLPPolicy':
         """Rebuild from `save_pretrained` output; strict load, eval mode."""
-        path = Path(path).expanduser()
-        weights, config_file = path / WEIGHTS_FILE, path / CONFIG_FILE
-        if not weights.exists() or not config_file.exists():
-            raise FileNotFoundError(f'{path} is not a bc_mlp checkpoint: expected '
-                                    f'{WEIGHTS_FILE} and {CONFIG_FILE} in it')
-        config = BCMLPConfig.from_dict(json.loads(config_file.read_text()))
-        policy = cls(config)
-        policy.load_state_dict(safetensors.torch.load_file(str(weights)), strict=True)
+        config, state = read_policy_files(path, 'bc_mlp')
+        policy = cls(BCMLPConfig.from_dict(config))
+        policy.load_state_dict(state, strict=True)
         return policy.to(device).eval()

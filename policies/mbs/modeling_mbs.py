@@ -14,13 +14,11 @@ Code (MIT): https://github.com/AGI-Labs/manipulate-by-seeing. No trained weights
 - Planner: score every pool action against the goal and move `step_size` in the best one.
 """
 from collections import deque
-import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
-import safetensors.torch
 import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
@@ -29,12 +27,10 @@ from embodied_vision.data.images import resize_center_crop
 from embodied_vision.encoders import create_encoder
 from embodied_vision.geometry import quat_to_matrix
 from embodied_vision.policies.mbs.configuration_mbs import MbSConfig
+from embodied_vision.policies.pretrained import read_policy_files, write_policy_files
 
 __all__ = ['ActionPool', 'GripperClassifier', 'MbSModel', 'MbSPolicy', 'mbs_loss',
            'tool_frame_directions']
-
-WEIGHTS_FILE = 'model.safetensors'
-CONFIG_FILE = 'config.json'
 
 
 def tool_frame_directions(positions: np.ndarray, quats: np.ndarray, stride: int
@@ -225,30 +221,25 @@ class MbSPolicy(nn.Module):
                 self._queue.append(np.array([*move, grip], dtype=np.float32))
         return self._queue.popleft()
 
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """The training loss on a batch of (obs, next_obs, goal, action) with this pool."""
+        return mbs_loss(self.model, batch['obs'], batch['next_obs'], batch['goal'],
+                        batch['action'], ActionPool(self.pool))
+
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """`model.safetensors` (planner, pool and gripper weights) + `config.json`."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         config = {'type': self.name, **self.config.to_dict(), 'max_delta': self.max_delta,
                   'pool_size': len(self.pool), 'has_gripper': self.gripper is not None}
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        safetensors.torch.save_file(state, str(path / WEIGHTS_FILE),
-                                    metadata={'config': json.dumps(config)})
-        (path / CONFIG_FILE).write_text(json.dumps(config, indent=2) + '\n')
-        return path
+        return write_policy_files(path, self, config)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str = 'cpu') -> 'MbSPolicy':
-        path = Path(path).expanduser()
-        weights, config_file = path / WEIGHTS_FILE, path / CONFIG_FILE
-        if not weights.exists() or not config_file.exists():
-            raise FileNotFoundError(f'{path} is not an mbs checkpoint: expected '
-                                    f'{WEIGHTS_FILE} and {CONFIG_FILE} in it')
-        data = json.loads(config_file.read_text())
+        """Rebuild from `save_pretrained` output; strict load, eval mode."""
+        data, state = read_policy_files(path, cls.name)
         extra = {k: data.pop(k) for k in ('max_delta', 'pool_size', 'has_gripper')}
         config = MbSConfig.from_dict({**data, 'encoder_checkpoint': None})
         gripper = GripperClassifier(config.encoder) if extra['has_gripper'] else None
         policy = cls(config, ActionPool(torch.zeros(extra['pool_size'], config.action_dim)),
                      max_delta=extra['max_delta'], gripper=gripper)
-        policy.load_state_dict(safetensors.torch.load_file(str(weights)), strict=True)
+        policy.load_state_dict(state, strict=True)
         return policy.to(device).eval()

@@ -133,3 +133,14 @@ def test_training_on_sim_videos_lowers_the_loss_and_exports_a_planner(videos, tm
     exported.model.load_state_dict(task.model.mbs.state_dict())
     exported.set_goal(sample['goal'])
     torch.testing.assert_close(exported.plan(sample['obs'])[1], policy.plan(sample['obs'])[1])
+
+
+def test_factory_loads_a_saved_planner_and_refuses_to_make_one(tmp_path):
+    from embodied_vision.policies import load_policy, make_policy
+    policy, _, _ = _constructed_policy()
+    policy.save_pretrained(tmp_path / 'mbs')
+    loaded = load_policy(tmp_path / 'mbs')
+    assert isinstance(loaded, MbSPolicy) and len(loaded.pool) == 5
+    torch.testing.assert_close(loaded.model.dynamics[0].weight, policy.model.dynamics[0].weight)
+    with pytest.raises(ValueError, match='experiment=mbs_pickplace'):
+        make_policy('mbs')
