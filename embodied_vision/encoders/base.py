@@ -87,6 +87,9 @@ class Encoder(nn.Module, metaclass=ABCMeta):
         return (x,)
 
     def dynamic_shapes(self, n_inputs: int = 1, max_batch: int = 256) -> tuple[dict, ...]:
-        """`torch.export` dynamic shapes: the batch axis of every input is dynamic."""
-        batch = torch.export.Dim('batch', min=1, max=max_batch)
+        """`torch.export` dynamic shapes: the batch axis of every input is dynamic.
+
+        The upper bound is at least 2: a dynamic axis needs a range (max 1 would be static).
+        """
+        batch = torch.export.Dim('batch', min=1, max=max(2, max_batch))
         return tuple({0: batch} for _ in range(n_inputs))

@@ -127,3 +127,9 @@ def test_tensorrt_engine_passes_parity_and_is_cached(encoder, precision, cache_d
     loaded = deploy.compile(encoder, 'tensorrt', device='cuda', precision=precision,
                             input_size=(224, 224), max_batch=8, cache_dir=cache_dir)
     assert loaded.build_seconds < built.build_seconds
+
+
+def test_max_batch_one_still_exports_a_dynamic_batch(encoder, cache_dir):
+    compiled = deploy.compile(encoder, 'onnxruntime', device='cpu', input_size=TINY,
+                              max_batch=1, cache_dir=cache_dir)
+    assert compiled(_frames(1)).shape == (1, encoder.embed_dim)
