@@ -11,6 +11,7 @@ the hooks in this order (dm_control-style):
 
 All randomness comes from the `rng` argument (the env's seeded `np_random`).
 """
+from abc import ABC, abstractmethod
 import logging
 
 import numpy as np
@@ -70,7 +71,7 @@ def sample_layout(rng: np.random.Generator, radii: list[float],
     return np.stack(positions)
 
 
-class Task:
+class Task(ABC):
     """Base class of a tabletop task. Subclasses set the class attributes and hooks.
 
     Attributes:
@@ -97,28 +98,29 @@ class Task:
         self.templates: TemplateSet | None = None
 
     # -------------------------------------------------------------- hooks
+    @abstractmethod
     def initialize_episode(self, env, rng: np.random.Generator) -> None:
         """Place objects and goals for a new episode."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fill_names(self) -> list[dict[str, str]]:
         """Names filled into the templates of each task step."""
-        raise NotImplementedError
 
+    @abstractmethod
     def instruction(self) -> str:
         """The episode's instruction sentence."""
-        raise NotImplementedError
 
     def after_step(self, env) -> None:
         """Update per-episode task state after a control step (default: nothing)."""
+        return None
 
+    @abstractmethod
     def stage(self, env) -> int:
         """Current stage index, computed from the simulator state."""
-        raise NotImplementedError
 
+    @abstractmethod
     def success(self, env) -> bool:
         """Whether the task is solved in the current state."""
-        raise NotImplementedError
 
     def progress(self, env) -> float:
         """Dense progress inside the current stage, in [0, 1] (default 0)."""
@@ -131,9 +133,9 @@ class Task:
         n = self.templates.num_stages
         return float((self.stage(env) + 0.9 * self.progress(env)) / n)
 
+    @abstractmethod
     def make_expert(self, env):
         """Build the scripted expert for the current episode."""
-        raise NotImplementedError
 
     # -------------------------------------------------------------- helpers
     def setup_language(self) -> None:
