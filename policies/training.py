@@ -11,15 +11,20 @@ or an `EpisodeReader.episode(i)` dict (`{'obs': {...}, 'actions': ...}`) from th
 HDF5 files: `bc_dataset(EpisodeReader('demos.hdf5'), encoder)`.
 """
 from collections.abc import Iterable, Mapping
+import functools
 import logging
+import os
+from pathlib import Path
+import tempfile
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from embodied_vision.data.images import to_batch
 from embodied_vision.policies.base import ACTION, OBS_EMBEDDING, OBS_STATE
 
-__all__ = ['bc_dataset', 'embed_frames', 'train_bc']
+__all__ = ['BCTrainingTask', 'bc_dataset', 'embed_frames', 'train_bc']
 
 _logger = logging.getLogger(__name__)
 
@@ -74,37 +79,98 @@ def bc_dataset(episodes: Iterable[Mapping], encoder, camera: str = 'front',
             ACTION: torch.cat(actions)}
 
 
+class _TensorDictDataset(Dataset):
+    """Rows of equally long tensors, one dict per index (default_collate batches them)."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor]):
+        self.tensors = dict(tensors)
+        self.length = len(next(iter(self.tensors.values())))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        return {k: v[index] for k, v in self.tensors.items()}
+
+
+class BCTrainingTask:
+    """A `bc_mlp` policy on embedded episodes, as a task of the shared `Trainer`.
+
+    Args:
+        episodes: HDF5 episode files (`embodied_vision.data.episodes`) of expert demos.
+        encoder: frozen encoder name; `encoder_checkpoint` its weights.
+        camera: camera whose frames are embedded; `image_size` the encoder input side.
+        policy: `BCMLPConfig` fields (embed_dim and encoder_name are filled in).
+        dataset: already embedded tensors (`bc_dataset` output) instead of `episodes`.
+    """
+
+    def __init__(self, episodes: Iterable[str] = (), encoder: str = 'r3m_resnet18',
+                 encoder_checkpoint: str | None = None, camera: str = 'front',
+                 image_size: int = 224, policy: Mapping | None = None,
+                 dataset: Mapping[str, torch.Tensor] | None = None, model=None):
+        from embodied_vision.policies.factory import make_policy
+        if dataset is None:
+            from embodied_vision.data.episodes import EpisodeReader
+            from embodied_vision.encoders import create_encoder
+            frozen = create_encoder(encoder, checkpoint=encoder_checkpoint)
+            dataset = {}
+            for path in episodes:
+                with EpisodeReader(path) as reader:
+                    part = bc_dataset(reader, frozen, camera, (image_size, image_size))
+                dataset = {k: torch.cat([dataset[k], v]) if k in dataset else v
+                           for k, v in part.items()}
+            if not dataset:
+                raise ValueError('BCTrainingTask needs episode files or a dataset')
+            policy = {'encoder_name': encoder, 'camera': camera, 'image_size': image_size,
+                      **(policy or {})}
+        if model is None:
+            fields = {'embed_dim': dataset[OBS_EMBEDDING].shape[1],
+                      'state_dim': dataset[OBS_STATE].shape[1] if OBS_STATE in dataset else 0,
+                      'action_dim': dataset[ACTION].shape[1], **(policy or {})}
+            model = make_policy('bc_mlp', **fields)
+        self.model = model
+        self.model.set_normalization(dataset.get(OBS_STATE), dataset[ACTION])
+        self._dataset = _TensorDictDataset(dataset)
+
+    def train_dataset(self) -> Dataset:
+        return self._dataset
+
+    def loss(self, model, batch) -> tuple[torch.Tensor, dict]:
+        loss, logs = model(batch)
+        return loss, {k: v for k, v in logs.items() if k != 'loss'}
+
+    def trainable_parameters(self, model):
+        return model.parameters()
+
+    def export(self, model, out_dir: Path) -> Path:
+        return model.save_pretrained(Path(out_dir) / 'policy')
+
+
 def train_bc(policy, dataset: Mapping[str, torch.Tensor], steps: int = 2000,
              batch_size: int = 256, seed: int = 0, device: str = 'cpu',
-             log_every: int = 100, progress: bool = False) -> list[dict]:
-    """Minibatch Adam on `policy.forward`; sets the normalisation stats first.
+             log_every: int = 100, progress: bool = False,
+             out_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Train `policy` on embedded tensors with the shared `Trainer` (Adam, the policy's lr).
 
-    Returns the logged history (`step`, `loss`) every `log_every` steps and at the end.
+    Runs in `out_dir` (default: a temporary folder, removed afterwards) and returns the
+    logged history: one `{'step', 'loss', ...}` per `log_every` steps and at the end.
     """
+    from embodied_vision.training import MetricsLogger, Trainer, TrainerConfig
     if steps < 1 or batch_size < 1:
         raise ValueError(f'steps and batch_size must be >= 1, got {steps}, {batch_size}')
-    n = len(dataset[ACTION])
-    if n == 0:
+    if len(dataset[ACTION]) == 0:
         raise ValueError('the dataset is empty')
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    policy.set_normalization(dataset.get(OBS_STATE), dataset[ACTION])
-    policy.to(device).train()
-    optimizer = torch.optim.Adam(policy.parameters(), lr=policy.config.lr,
-                                 weight_decay=policy.config.weight_decay)
-    history, iterator = [], range(1, steps + 1)
-    if progress:
-        from tqdm import tqdm
-        iterator = tqdm(iterator, desc='train bc_mlp')
-    for step in iterator:
-        index = torch.randint(0, n, (min(batch_size, n),), generator=generator)
-        batch = {k: v[index].to(device) for k, v in dataset.items()}
-        loss, logs = policy(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step % log_every == 0 or step == steps:
-            history.append({'step': step, **logs})
-            _logger.info('step %d loss %.5f', step, logs['loss'])
+    task = BCTrainingTask(dataset=dataset, model=policy)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(out_dir) if out_dir else Path(scratch)
+        config = TrainerConfig(out_dir=str(folder), max_steps=steps,
+                               batch_size=min(batch_size, len(task.train_dataset())),
+                               seed=seed, device=device, log_every=log_every,
+                               checkpoint_every=0, progress=progress, resume=False)
+        optimizer = functools.partial(torch.optim.Adam, lr=policy.config.lr,
+                                      weight_decay=policy.config.weight_decay)
+        Trainer(config, task, optimizer).fit()
+        rows = MetricsLogger(folder / 'metrics.csv', resume_step=steps).rows
     policy.eval()
-    return history
+    return [{k: v for k, v in row.items() if k in ('step', 'loss') or not k.startswith(
+        ('lr', 'samples'))} for row in rows]
