@@ -4,16 +4,17 @@ import os
 from pathlib import Path
 
 from embodied_vision.policies.bc import BCMLPConfig, BCMLPPolicy
+from embodied_vision.policies.lang4sim2real import L4SBCConfig, L4SBCPolicy
 from embodied_vision.policies.mbs import MbSPolicy
 from embodied_vision.policies.scripted import ScriptedExpertPolicy
 
 __all__ = ['LOADABLE', 'POLICIES', 'list_policies', 'load_policy', 'make_policy']
 
 #: Policies built from a config alone: name -> (config class, policy class).
-POLICIES = {'bc_mlp': (BCMLPConfig, BCMLPPolicy)}
+POLICIES = {'bc_mlp': (BCMLPConfig, BCMLPPolicy), 'l4s_bc': (L4SBCConfig, L4SBCPolicy)}
 #: Policies that `load_policy` reads back: `type` in config.json -> policy class. (`mbs` is
 #: only made by training, which builds its action pool from the videos.)
-LOADABLE = {'bc_mlp': BCMLPPolicy, MbSPolicy.name: MbSPolicy}
+LOADABLE = {'bc_mlp': BCMLPPolicy, 'l4s_bc': L4SBCPolicy, MbSPolicy.name: MbSPolicy}
 
 
 def list_policies() -> list[str]:

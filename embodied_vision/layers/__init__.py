@@ -1,4 +1,5 @@
-"""Reusable blocks: 2D RoPE, 2D sin-cos tables, (cross-)attention and transformer blocks."""
+"""Reusable blocks: 2D RoPE, 2D sin-cos tables, (cross-)attention, transformer blocks,
+spatial softmax."""
 from embodied_vision.layers.attention import Attention, CrossAttention, RopeTables
 from embodied_vision.layers.blocks import DecoderBlock, EncoderBlock
 from embodied_vision.layers.pos_embed import (
@@ -7,7 +8,8 @@ from embodied_vision.layers.pos_embed import (
     sincos_pos_embed_2d,
 )
 from embodied_vision.layers.rope import RoPE2D, apply_rope_2d, grid_positions, rope_2d_tables
+from embodied_vision.layers.spatial_softmax import SpatialSoftmax
 
 __all__ = ['Attention', 'CrossAttention', 'DecoderBlock', 'EncoderBlock', 'RoPE2D',
-           'RopeTables', 'apply_rope_2d', 'grid_positions', 'resample_pos_embed_2d',
-           'rope_2d_tables', 'sincos_1d', 'sincos_pos_embed_2d']
+           'RopeTables', 'SpatialSoftmax', 'apply_rope_2d', 'grid_positions',
+           'resample_pos_embed_2d', 'rope_2d_tables', 'sincos_1d', 'sincos_pos_embed_2d']

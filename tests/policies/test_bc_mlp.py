@@ -30,7 +30,7 @@ def _linear_dataset(n=512, embed_dim=16, state_dim=8, action_dim=4, seed=0):
 
 def test_defaults_construct_and_bad_fields_are_named():
     assert isinstance(make_policy('bc_mlp'), BCMLPPolicy)
-    assert set(list_policies()) == {'bc_mlp', 'mbs', 'scripted_expert'}
+    assert set(list_policies()) == {'bc_mlp', 'l4s_bc', 'mbs', 'scripted_expert'}
     with pytest.raises(ValueError, match='embed_dim'):
         BCMLPConfig(embed_dim=0)
     with pytest.raises(ValueError, match='dropout'):

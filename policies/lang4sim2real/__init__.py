@@ -1,0 +1,14 @@
+"""Lang4Sim2Real multi-domain behaviour cloning (`l4s_bc`)."""
+from embodied_vision.policies.lang4sim2real.configuration_l4s_bc import (
+    DOMAIN_PREFIXES,
+    L4SBCConfig,
+)
+from embodied_vision.policies.lang4sim2real.modeling_l4s_bc import (
+    OBS_IMAGE,
+    OBS_LANGUAGE,
+    L4SBCPolicy,
+    domain_instruction,
+)
+
+__all__ = ['DOMAIN_PREFIXES', 'L4SBCConfig', 'L4SBCPolicy', 'OBS_IMAGE', 'OBS_LANGUAGE',
+           'domain_instruction']
