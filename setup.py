@@ -96,6 +96,7 @@ setup(
             'encoder_node = embodied_vision.ros_nodes.encoder_node:main',
             'sim_node = embodied_vision.ros_nodes.sim_node:main',
             'policy_node = embodied_vision.ros_nodes.policy_node:main',
+            'planner_node = embodied_vision.ros_nodes.planner_node:main',
         ],
     },
 )
