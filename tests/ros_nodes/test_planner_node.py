@@ -207,3 +207,47 @@ def test_parameters_are_validated(ros_context, policy_path):
     finally:
         node.release()
         node.destroy_node()
+
+
+def test_closed_loop_with_sim_node_wrist_camera(ros_context, spinner, probe, policy_path):
+    """sim_node (wrist camera, lockstep) + planner_node: capture the goal, the loop steps."""
+    pytest.importorskip('mujoco')
+    from embodied_vision.ros_nodes.runtime import headless_rendering_default
+    from embodied_vision.ros_nodes.sim_node import SimNode
+    headless_rendering_default()
+    ns = '/plan_loop'
+    planner = PlannerNode(context=ros_context, namespace=ns, parameter_overrides=_overrides(
+        policy_path=policy_path, log_throttle_period=0.0))
+    sim = SimNode(context=ros_context, namespace=ns, parameter_overrides=_overrides(
+        task='Reach', cameras=['wrist'], image_width=32, image_height=32, depth=False,
+        step_mode='lockstep', action_timeout=0.2, control_rate=200.0, auto_reset=False))
+    probe.listen(Joy, f'{ns}/action')
+    probe.listen(Image, f'{ns}/wrist/image_raw')
+    spinner.add(planner, sim)
+    client = probe.node.create_client(Trigger, f'{ns}/capture_goal')
+    try:
+        assert planner.bring_up()
+        wait_for(lambda: sim.count_subscribers(f'{ns}/wrist/image_raw') >= 2
+                 and sim.count_subscribers(f'{ns}/ee_pose') >= 1, what='planner inputs')
+        assert sim.bring_up()
+        wait_for(lambda: planner.counts().get('no_goal', 0) >= 1, what='a goal-less frame')
+        assert not probe.messages(f'{ns}/action')
+        assert client.wait_for_service(timeout_sec=10.0)
+        future = client.call_async(Trigger.Request())
+        wait_for(future.done, what='capture_goal response')
+        assert future.result().success, future.result().message
+        wait_for(lambda: len(probe.messages(f'{ns}/action')) >= 3, what='3 actions')
+        frames = {(m.header.stamp.sec, m.header.stamp.nanosec)
+                  for m in probe.messages(f'{ns}/wrist/image_raw')}
+        actions = probe.messages(f'{ns}/action')
+        assert {(m.header.stamp.sec, m.header.stamp.nanosec) for m in actions} <= frames
+        assert all(len(m.axes) == 4 for m in actions) and planner.last_distance is not None
+        wait_for(lambda: len(frames | {(m.header.stamp.sec, m.header.stamp.nanosec)
+                                       for m in probe.messages(f'{ns}/wrist/image_raw')})
+                 >= 3, what='the sim stepping on the actions')
+    finally:
+        probe.node.destroy_client(client)
+        spinner.remove(planner, sim)
+        for node in (planner, sim):
+            node.release()
+            node.destroy_node()
