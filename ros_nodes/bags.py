@@ -303,8 +303,6 @@ def record_main(argv: list[str] | None = None) -> int:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--storage', default='mcap', choices=['mcap', 'sqlite3'])
     args = p.parse_args(argv)
-    from embodied_vision.ros_nodes.runtime import headless_rendering_default
-    headless_rendering_default()
     results = record(args.out_bag, args.task, args.episodes, tuple(args.cameras),
                      args.image_size, not args.no_depth, args.seed, args.storage, args.domain)
     wins = sum(r['success'] for r in results)

@@ -87,9 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.parameter import Parameter
 
     config = read_config(args.config)
-    if any(name.endswith('sim_node') for name in config):
-        from embodied_vision.ros_nodes.runtime import headless_rendering_default
-        headless_rendering_default()
     kinds = {name: node_class_for(name) for name in config}
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f'--episodes must be >= 1, got {args.episodes}')

@@ -48,7 +48,6 @@ from embodied_vision.ros_nodes.lifecycle_base import (
     TransitionCallbackReturn,
     run_node,
 )
-from embodied_vision.ros_nodes.runtime import headless_rendering_default
 
 __all__ = ['SimNode', 'main']
 
@@ -388,8 +387,7 @@ def _same_stamp(header, stamp) -> bool:
 
 
 def main(args=None) -> int:
-    """Console script `sim_node`."""
-    headless_rendering_default()
+    """Console script `sim_node` (rendering is headless EGL without a display, see sim)."""
     return run_node(SimNode, args)
 
 

@@ -16,8 +16,9 @@ imported, hence here.
 """
 import os
 
-if 'MUJOCO_GL' not in os.environ and not os.environ.get('DISPLAY'):
-    os.environ['MUJOCO_GL'] = 'egl'
+if not os.environ.get('DISPLAY'):
+    os.environ.setdefault('MUJOCO_GL', 'egl')
+    os.environ.setdefault('PYOPENGL_PLATFORM', 'egl')
 
 from embodied_vision.sim.base import TabletopEnv  # noqa: E402
 from embodied_vision.sim.cameras import CAMERA_NAMES, STEREO_BASELINE  # noqa: E402
