@@ -212,9 +212,7 @@ def test_parameters_are_validated(ros_context, policy_path):
 def test_closed_loop_with_sim_node_wrist_camera(ros_context, spinner, probe, policy_path):
     """sim_node (wrist camera, lockstep) + planner_node: capture the goal, the loop steps."""
     pytest.importorskip('mujoco')
-    from embodied_vision.ros_nodes.runtime import headless_rendering_default
-    from embodied_vision.ros_nodes.sim_node import SimNode
-    headless_rendering_default()
+    from embodied_vision.ros_nodes.sim_node import SimNode  # sim picks EGL when headless
     ns = '/plan_loop'
     planner = PlannerNode(context=ros_context, namespace=ns, parameter_overrides=_overrides(
         policy_path=policy_path, log_throttle_period=0.0))
