@@ -15,7 +15,8 @@ import torch.nn.functional as F  # noqa: N812
 
 from embodied_vision.utils import require_package
 
-__all__ = ['IMAGE_SUFFIXES', 'VIDEO_SUFFIXES', 'iter_frames', 'resize_center_crop', 'to_batch']
+__all__ = ['IMAGE_SUFFIXES', 'VIDEO_SUFFIXES', 'as_chw', 'iter_frames', 'resize_center_crop',
+           'to_batch']
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp')
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.gif')
@@ -80,6 +81,17 @@ def resize_center_crop(batch: torch.Tensor, size: tuple[int, int],
         source, size=(new_h, new_w), mode='bilinear', antialias=True, align_corners=False)
     cropped = resized[..., top:top + out_h, left:left + out_w].contiguous()
     return cropped if batch.dtype == torch.uint8 else cropped.to(batch.dtype)
+
+
+def as_chw(image) -> torch.Tensor:
+    """One RGB frame, `(H, W, 3)` array or `(3, H, W)` tensor/array, as a `(3, H, W)` tensor."""
+    if not isinstance(image, torch.Tensor):
+        image = torch.from_numpy(np.ascontiguousarray(image))
+    if image.ndim == 3 and image.shape[-1] == 3 and image.shape[0] != 3:
+        image = image.permute(2, 0, 1)
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f'expected one RGB frame (H,W,3) or (3,H,W), got {tuple(image.shape)}')
+    return image
 
 
 def to_batch(frames: list[np.ndarray], size: tuple[int, int] | None = None) -> torch.Tensor:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from embodied_vision.data.images import resize_center_crop
+from embodied_vision.data.images import as_chw, resize_center_crop
 from embodied_vision.encoders import create_encoder
 from embodied_vision.layers import SpatialSoftmax
 from embodied_vision.policies.base import ACTION, OBS_STATE, as_batch
@@ -142,11 +142,7 @@ class L4SBCPolicy(nn.Module):
         """
         self.eval()
         device = self.log_std.device
-        image = torch.as_tensor(np.ascontiguousarray(obs['image']))
-        if image.ndim == 3 and image.shape[-1] == 3 and image.shape[0] != 3:
-            image = image.permute(2, 0, 1)
-        if image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(f'image must be (H,W,3) or (3,H,W), got {tuple(image.shape)}')
+        image = as_chw(obs['image'])
         if 'language' in obs:
             language, _ = as_batch(obs['language'], 'language', self.config.text_dim, device)
         else:

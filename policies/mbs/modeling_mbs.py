@@ -23,7 +23,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
-from embodied_vision.data.images import resize_center_crop
+from embodied_vision.data.images import as_chw, resize_center_crop
 from embodied_vision.encoders import create_encoder
 from embodied_vision.geometry import quat_to_matrix
 from embodied_vision.policies.mbs.configuration_mbs import MbSConfig
@@ -172,13 +172,7 @@ class MbSPolicy(nn.Module):
         self.last_distance: float | None = None
 
     def _frame(self, image) -> torch.Tensor:
-        image = torch.as_tensor(np.ascontiguousarray(image)) if not isinstance(
-            image, torch.Tensor) else image
-        if image.ndim == 3 and image.shape[-1] == 3 and image.shape[0] != 3:
-            image = image.permute(2, 0, 1)
-        if image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(f'expected one RGB frame (3,H,W) or (H,W,3), got '
-                             f'{tuple(image.shape)}')
+        image = as_chw(image)
         size = (self.config.image_size, self.config.image_size)
         ratio = self.config.resize_to / self.config.image_size
         return resize_center_crop(image[None], size, resize_ratio=ratio).to(self.pool.device)

@@ -52,3 +52,13 @@ def test_to_batch_checks_sizes():
     with pytest.raises(ValueError, match='different sizes'):
         to_batch(frames)
     assert to_batch(frames, (8, 8)).shape == (2, 3, 8, 8)
+
+
+def test_as_chw_accepts_both_layouts_and_names_bad_shapes():
+    from embodied_vision.data.images import as_chw
+    hwc = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    chw = as_chw(hwc)
+    assert chw.shape == (3, 4, 5) and chw[1, 2, 3] == hwc[2, 3, 1]
+    assert as_chw(chw) is chw
+    with pytest.raises(ValueError, match=r'\(H,W,3\)'):
+        as_chw(np.zeros((4, 5)))
