@@ -29,6 +29,7 @@ NODE_CLASSES = {
     'sim_node': 'embodied_vision.ros_nodes.sim_node:SimNode',
     'encoder_node': 'embodied_vision.ros_nodes.encoder_node:EncoderNode',
     'policy_node': 'embodied_vision.ros_nodes.policy_node:PolicyNode',
+    'planner_node': 'embodied_vision.ros_nodes.planner_node:PlannerNode',
 }
 
 
