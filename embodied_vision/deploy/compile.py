@@ -126,8 +126,9 @@ def compile(encoder, backend: str = 'auto', *, device: str | None = None,  # noq
         atol, rtol: override the precision's default tolerance.
         cache_dir: where exported artefacts are kept (keyed by weights, options, versions).
         use_cache: reuse a cached artefact with the same key.
-        **backend_options: passed to the backend (e.g. `mode` for inductor, `threads` for
-            onnxruntime, `min_block_size` / `opt_batch` for tensorrt).
+        **backend_options: passed to the backend (e.g. `mode` for inductor, `threads` and
+            `spinning` (intra-op threads busy-wait between ops; a session setting, not part
+            of the cache key) for onnxruntime, `min_block_size` / `opt_batch` for tensorrt).
     """
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     if precision not in PRECISIONS:
@@ -160,6 +161,10 @@ def compile(encoder, backend: str = 'auto', *, device: str | None = None,  # noq
     return compiled
 
 
+# onnxruntime session settings that do not change the exported artefact
+_SESSION_OPTIONS = ('spinning',)
+
+
 def _build(encoder, backend, device, precision, size, max_batch, cache_dir, use_cache, options):
     if backend == 'eager':
         model = encoder.to(device)
@@ -173,15 +178,17 @@ def _build(encoder, backend, device, precision, size, max_batch, cache_dir, use_
         return inductor.compile_inductor(model, **options), None
     example = tuple(x.float() for x in _probe_inputs(encoder, 2, size))
     key_options = {'device': device, 'precision': precision, 'size': size,
-                   'max_batch': max_batch, **options}
+                   'max_batch': max_batch,
+                   **{k: v for k, v in options.items() if k not in _SESSION_OPTIONS}}
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     key = artifact_key(encoder, backend, key_options)
     if backend == 'onnxruntime':
         path = cache / f'{encoder.name}-{key}.onnx'
         if not (use_cache and path.exists()):
             onnx_runtime.export_onnx(encoder.to('cpu'), path, example, max_batch=max_batch)
-        return onnx_runtime.OnnxRuntimeModule(path, device=device,
-                                              threads=options.get('threads', 0)), path
+        return onnx_runtime.OnnxRuntimeModule(
+            path, device=device, threads=options.get('threads', 0),
+            allow_spinning=options.get('spinning', True)), path
     path = cache / f'{encoder.name}-{key}.ep'
     if use_cache and path.exists():
         return tensorrt.load_tensorrt(path, device=device), path

@@ -40,14 +40,27 @@ def export_onnx(encoder, path: str | os.PathLike, example_inputs: tuple[torch.Te
 
 
 class OnnxRuntimeModule:
-    """A torch-in/torch-out callable over an onnxruntime InferenceSession."""
+    """A torch-in/torch-out callable over an onnxruntime InferenceSession.
 
-    def __init__(self, path: str | os.PathLike, device: str = 'cpu', threads: int = 0):
+    Args:
+        threads: intra-op threads; 0 = one per CPU.
+        allow_spinning: let the intra-op threads busy-wait for work between and after runs
+            (onnxruntime's default: lowest latency on an idle machine). False makes them
+            sleep, which frees the cores for other threads of the process (a ROS executor,
+            DDS) and for other processes when the CPUs are shared.
+    """
+
+    def __init__(self, path: str | os.PathLike, device: str = 'cpu', threads: int = 0,
+                 allow_spinning: bool = True):
         ort = require_package('onnxruntime', 'core', 'the onnxruntime backend')
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.log_severity_level = 3
+        spin = '1' if allow_spinning else '0'
+        options.add_session_config_entry('session.intra_op.allow_spinning', spin)
+        options.add_session_config_entry('session.inter_op.allow_spinning', spin)
+        self.allow_spinning = bool(allow_spinning)
         providers = ['CPUExecutionProvider']
         if str(device).startswith('cuda'):
             if 'CUDAExecutionProvider' not in ort.get_available_providers():

@@ -48,6 +48,20 @@ def test_artifact_cache_is_reused_and_keyed_by_weights(encoder, cache_dir):
         artifact_key(encoder, 'onnxruntime', {'size': (96, 96)})
 
 
+def test_onnxruntime_spinning_is_a_session_option(encoder, cache_dir):
+    """`spinning` reaches the session config and reuses the artefact (not in the key)."""
+    spinning = deploy.compile(encoder, 'onnxruntime', device='cpu', input_size=TINY,
+                              cache_dir=cache_dir, check_parity=False)
+    quiet = deploy.compile(encoder, 'onnxruntime', device='cpu', input_size=TINY,
+                           cache_dir=cache_dir, spinning=False, check_parity=False)
+    assert quiet.artifact == spinning.artifact
+    assert spinning.runner.allow_spinning and not quiet.runner.allow_spinning
+    config = quiet.runner.session.get_session_options().get_session_config_entry
+    assert config('session.intra_op.allow_spinning') == '0'
+    frames = _frames(2)
+    torch.testing.assert_close(quiet(frames), spinning(frames), rtol=0, atol=0)
+
+
 def test_parity_gate_refuses_a_runtime_past_tolerance(encoder, cache_dir):
     # ONNX Runtime differs from eager by ~1e-7; a zero tolerance must refuse it.
     with pytest.raises(ParityError, match='drifts from eager'):
