@@ -15,7 +15,7 @@ export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: demo test lint test-long test-gpu bench install system-deps lock clean
+.PHONY: demo test lint test-long test-gpu bench install system-deps lock clean eval-mbs
 
 # Closed loop sim_node + encoder_node + policy_node in one process, then the encoder report.
 demo: $(STAMP)
@@ -38,6 +38,29 @@ test-gpu: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/encoders.py
+
+# Long run (not part of `make test`): Manipulate-by-Seeing vs behaviour cloning on the same
+# noisy wrist-camera PickPlace videos, closed loop from goal images, 3 seeds x 50 episodes.
+# Smoke-size it with e.g. `make eval-mbs MBS_VIDEOS=2 MBS_STEPS=4 MBS_SIZE=32 EVAL_EPISODES=1`.
+CLI := $(VENV)/bin/embodied-vision
+MBS_VIDEOS ?= 60
+MBS_STEPS ?= 5000
+MBS_SIZE ?= 128
+EVAL_EPISODES ?= 50
+EVAL_SEEDS ?= 0 1 2
+MBS_RUN ?= runs/mbs_eval
+eval-mbs: $(STAMP)
+	$(CLI) collect task=PickPlace n=$(MBS_VIDEOS) cameras=[wrist] size=$(MBS_SIZE) depth=false \
+		expert_noise=0.3 progress=false out=$(MBS_RUN)/pick_videos.hdf5
+	$(CLI) train experiment=mbs_pickplace task.videos=[$(MBS_RUN)/pick_videos.hdf5] \
+		task.image_size=$(MBS_SIZE) task.resize_to=$$(( $(MBS_SIZE) * 15 / 14 )) \
+		trainer.max_steps=$(MBS_STEPS) hydra.run.dir=$(MBS_RUN)/mbs
+	$(CLI) train experiment=bc_mlp task.episodes=[$(MBS_RUN)/pick_videos.hdf5] task.camera=wrist \
+		task.image_size=$(MBS_SIZE) trainer.max_steps=$(MBS_STEPS) hydra.run.dir=$(MBS_RUN)/bc
+	$(CLI) evaluate $(MBS_RUN)/mbs/policy --task PickPlace --episodes $(EVAL_EPISODES) \
+		--seeds $(EVAL_SEEDS) --video $(MBS_RUN)/mbs.gif --json $(MBS_RUN)/mbs_eval.json
+	$(CLI) evaluate $(MBS_RUN)/bc/policy --task PickPlace --episodes $(EVAL_EPISODES) \
+		--seeds $(EVAL_SEEDS) --video $(MBS_RUN)/bc.gif --json $(MBS_RUN)/bc_eval.json
 
 install: $(STAMP)
 

@@ -137,6 +137,7 @@ class EpisodeWriter:
             raise ValueError(f"mode must be 'w' or 'a', got {mode!r}")
         self.path = os.fspath(path)
         self.compression = compression
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self._file = h5py.File(self.path, mode)
         self._file.attrs['format'] = FORMAT
         self._file.attrs['version'] = VERSION
