@@ -57,10 +57,9 @@ eval-mbs: $(STAMP)
 		trainer.max_steps=$(MBS_STEPS) hydra.run.dir=$(MBS_RUN)/mbs
 	$(CLI) train experiment=bc_mlp task.episodes=[$(MBS_RUN)/pick_videos.hdf5] task.camera=wrist \
 		task.image_size=$(MBS_SIZE) trainer.max_steps=$(MBS_STEPS) hydra.run.dir=$(MBS_RUN)/bc
-	$(CLI) evaluate $(MBS_RUN)/mbs/policy --task PickPlace --episodes $(EVAL_EPISODES) \
-		--seeds $(EVAL_SEEDS) --video $(MBS_RUN)/mbs.gif --json $(MBS_RUN)/mbs_eval.json
-	$(CLI) evaluate $(MBS_RUN)/bc/policy --task PickPlace --episodes $(EVAL_EPISODES) \
-		--seeds $(EVAL_SEEDS) --video $(MBS_RUN)/bc.gif --json $(MBS_RUN)/bc_eval.json
+	$(CLI) evaluate $(MBS_RUN)/mbs/policy $(MBS_RUN)/bc/policy --task PickPlace \
+		--episodes $(EVAL_EPISODES) --seeds $(EVAL_SEEDS) --video $(MBS_RUN)/episode.gif \
+		--plot $(MBS_RUN)/mbs_vs_bc.png --json $(MBS_RUN)/mbs_vs_bc.json
 
 install: $(STAMP)
 

@@ -4,7 +4,7 @@
     embodied-vision encode FRAMES --encoder NAME  images/video -> embeddings (.npy/.safetensors)
     embodied-vision export NAME --format onnx     ONNX / torch.export / TensorRT artefacts
     embodied-vision bench                         latency per backend next to eager
-    embodied-vision evaluate POLICY --task T      closed-loop success over seeds (sim/real)
+    embodied-vision evaluate POLICY... --task T   closed-loop success over seeds, table + plot
     embodied-vision demo                          the `make demo` job
     embodied-vision collect task=PickPlace ...    record expert episodes (hydra overrides)
     embodied-vision train experiment=NAME ...     train (hydra overrides; resumable)
@@ -34,6 +34,8 @@ DELEGATED_COMMANDS = {
     'replay': ('embodied_vision.ros_nodes.bags:replay_main',
                'encode a rosbag2 image topic into stamped embeddings'),
     'record': ('embodied_vision.ros_nodes.bags:record_main', 'record sim runs to rosbag2'),
+    'evaluate': ('embodied_vision.scripts.evaluate:main',
+                 'closed-loop success of saved policies in the sim suite'),
 }
 
 
@@ -167,52 +169,6 @@ def _cmd_bench(args) -> int:
     return 0
 
 
-def _cmd_evaluate(args) -> int:
-    import gymnasium as gym
-    import numpy as np
-
-    from embodied_vision.policies import ScriptedExpertPolicy, load_policy
-    from embodied_vision.policies.evaluation import evaluate
-    import embodied_vision.sim  # noqa: F401  (registers the gymnasium ids)
-    policy = ScriptedExpertPolicy() if args.policy == 'scripted_expert' else \
-        load_policy(args.policy)
-    encoder = None
-    if getattr(policy, 'name', '') == 'bc_mlp':
-        from embodied_vision import create_encoder, deploy
-        encoder = deploy.compile(create_encoder(args.encoder or policy.config.encoder_name,
-                                                checkpoint=args.checkpoint), 'auto',
-                                 input_size=(policy.config.image_size,) * 2)
-    config = getattr(policy, 'config', None)
-    default_camera = 'wrist' if getattr(policy, 'name', '') == 'mbs' else 'front'
-    camera = args.camera or getattr(config, 'camera', None) or default_camera
-    size = args.size or getattr(config, 'image_size', None) or 128
-
-    def make_env():
-        return gym.make(f'embodied_vision/{args.task}-v0', cameras=(camera,), image_size=size,
-                        depth=False, domain=args.domain, disable_env_checker=True)
-
-    rates, runs = [], []
-    for run_seed in args.seeds:
-        result = evaluate(policy, make_env, episodes=args.episodes, seed=1000 * run_seed,
-                          camera=camera, domain=args.domain, encoder=encoder,
-                          record=1 if args.video else 0)
-        rates.append(result['success_rate'])
-        runs.append({k: v for k, v in result.items() if k != 'videos'} | {'seed': run_seed})
-        print(f'seed {run_seed}: success {result["successes"]}/{args.episodes} '
-              f'({result["success_rate"]:.0%}), mean steps {result["mean_steps"]:.1f}')
-        if args.video and result['videos']:
-            from embodied_vision.data.video import write_video
-            target = Path(args.video)
-            write_video(result['videos'][0],
-                        target.with_name(f'{target.stem}_seed{run_seed}{target.suffix}'))
-    print(f'{args.task} ({args.domain}): success {np.mean(rates):.1%} +- {np.std(rates):.1%} '
-          f'over {len(rates)} seeds x {args.episodes} episodes')
-    if args.json:
-        Path(args.json).write_text(json.dumps({'task': args.task, 'domain': args.domain,
-                                               'runs': runs}, indent=2) + '\n')
-    return 0
-
-
 def _cmd_demo(args) -> int:
     from embodied_vision.demo import run_demo
     return run_demo(Path(args.out), encoder=args.encoder, checkpoint=args.checkpoint)
@@ -266,20 +222,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--device', default=None)
     p.add_argument('--json', default=None, help='also write the rows as JSON')
     p.set_defaults(func=_cmd_bench)
-
-    p = sub.add_parser('evaluate', help='closed-loop success of a saved policy in the sim')
-    p.add_argument('policy', help='a saved policy directory, or scripted_expert')
-    p.add_argument('--task', default='PickPlace')
-    p.add_argument('--domain', default='sim', choices=['sim', 'real'])
-    p.add_argument('--episodes', type=int, default=50)
-    p.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
-    p.add_argument('--camera', default=None, help="default: the policy's camera")
-    p.add_argument('--size', type=int, default=None, help="default: the policy's image size")
-    p.add_argument('--encoder', default=None, help='frozen encoder of a bc_mlp policy')
-    p.add_argument('--checkpoint', default=None, help='weights of that encoder')
-    p.add_argument('--video', default=None, help='write the first episode per seed (.mp4/.gif)')
-    p.add_argument('--json', default=None)
-    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser('demo', help='the `make demo` job')
     p.add_argument('--out', default='demo_output')

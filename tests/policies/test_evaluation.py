@@ -66,15 +66,21 @@ def test_mbs_adapter_sets_a_rendered_goal_per_episode():
     np.testing.assert_array_equal(policy._goal.shape, (1, 8))
 
 
-def test_evaluate_command_reports_success_over_seeds(tmp_path, capsys):
+def test_evaluate_command_compares_policies_over_seeds(tmp_path, capsys):
     import json
 
     from embodied_vision.cli import main
-    out = tmp_path / 'eval.json'
-    assert main(['evaluate', 'scripted_expert', '--task', 'Reach', '--domain', 'real',
-                 '--episodes', '2', '--seeds', '0', '1', '--size', '32', '--json', str(out),
+    out, plot = tmp_path / 'eval.json', tmp_path / 'eval.png'
+    assert main(['evaluate', 'scripted_expert', 'scripted_expert', '--task', 'Reach',
+                 '--domain', 'real', '--episodes', '2', '--seeds', '0', '1', '--size', '32',
+                 '--json', str(out), '--plot', str(plot),
                  '--video', str(tmp_path / 'reach.gif')]) == 0
-    assert 'success 100.0% +- 0.0% over 2 seeds x 2 episodes' in capsys.readouterr().out
-    runs = json.loads(out.read_text())['runs']
+    printed = capsys.readouterr().out
+    assert 'Reach (real), 2 seeds x 2 episodes' in printed and printed.count('100.0%') == 2
+    results = json.loads(out.read_text())['results']
+    runs = results[0]['runs']
     assert [r['seed'] for r in runs] == [0, 1] and runs[1]['per_episode'][0]['seed'] == 1000
-    assert (tmp_path / 'reach_seed0.gif').stat().st_size > 0
+    assert results[0]['mean'] == 1.0 and results[0]['std'] == 0.0
+    assert plot.stat().st_size > 0
+    assert (tmp_path / 'reach_scripted_expert_seed0.gif').stat().st_size > 0
+    assert main(['evaluate', str(tmp_path / 'missing'), '--episodes', '1']) == 2

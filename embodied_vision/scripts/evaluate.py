@@ -1,0 +1,121 @@
+"""`embodied-vision evaluate POLICY [POLICY ...]`: closed-loop success in the sim suite.
+
+Every policy runs `--episodes` episodes for each of `--seeds` (episode seeds 1000*s + k, the
+same for every policy, so they face the same scenes) in the `sim` or `real` domain. Prints a
+table of success mean and spread across seeds, and optionally writes the per-episode JSON, a
+bar plot with the spread, and one video per policy and seed.
+
+    embodied-vision evaluate runs/mbs/policy runs/bc/policy --task PickPlace \\
+        --episodes 50 --seeds 0 1 2 --plot mbs_vs_bc.png --json eval.json --video eval.gif
+"""
+import argparse
+import json
+from pathlib import Path
+import sys
+
+import numpy as np
+
+__all__ = ['main', 'evaluate_policy_path']
+
+
+def _load(path: str, encoder_name: str | None, checkpoint: str | None):
+    from embodied_vision.policies import ScriptedExpertPolicy, load_policy
+    policy = ScriptedExpertPolicy() if path == 'scripted_expert' else load_policy(path)
+    encoder = None
+    if getattr(policy, 'name', '') == 'bc_mlp':
+        from embodied_vision import create_encoder, deploy
+        encoder = deploy.compile(create_encoder(encoder_name or policy.config.encoder_name,
+                                                checkpoint=checkpoint), 'auto',
+                                 input_size=(policy.config.image_size,) * 2)
+    return policy, encoder
+
+
+def evaluate_policy_path(path: str, args) -> dict:
+    """Evaluate one saved policy over `args.seeds`; returns its runs and summary."""
+    import gymnasium as gym
+
+    from embodied_vision.policies.evaluation import evaluate
+    import embodied_vision.sim  # noqa: F401  (registers the gymnasium ids)
+    policy, encoder = _load(path, args.encoder, args.checkpoint)
+    config = getattr(policy, 'config', None)
+    default_camera = 'wrist' if getattr(policy, 'name', '') == 'mbs' else 'front'
+    camera = args.camera or getattr(config, 'camera', None) or default_camera
+    size = args.size or getattr(config, 'image_size', None) or 128
+
+    def make_env():
+        return gym.make(f'embodied_vision/{args.task}-v0', cameras=(camera,), image_size=size,
+                        depth=False, domain=args.domain, disable_env_checker=True)
+
+    runs = []
+    for run_seed in args.seeds:
+        result = evaluate(policy, make_env, episodes=args.episodes, seed=1000 * run_seed,
+                          camera=camera, domain=args.domain, encoder=encoder,
+                          record=1 if args.video else 0)
+        if args.video and result['videos']:
+            from embodied_vision.data.video import write_video
+            target = Path(args.video)
+            name = Path(path).parent.name if path != 'scripted_expert' else path
+            write_video(result['videos'][0],
+                        target.with_name(f'{target.stem}_{name}_seed{run_seed}{target.suffix}'))
+        runs.append({k: v for k, v in result.items() if k != 'videos'} | {'seed': run_seed})
+    rates = [r['success_rate'] for r in runs]
+    return {'policy': path, 'kind': getattr(policy, 'name', ''), 'runs': runs,
+            'mean': float(np.mean(rates)), 'std': float(np.std(rates))}
+
+
+def _plot(results: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    labels = [f'{r["kind"]}\n{Path(r["policy"]).parent.name}' for r in results]
+    figure, axis = plt.subplots(figsize=(1.8 + 1.6 * len(results), 3.2))
+    axis.bar(labels, [100 * r['mean'] for r in results],
+             yerr=[100 * r['std'] for r in results], capsize=6, color='tab:blue')
+    for x, r in enumerate(results):
+        axis.scatter([x] * len(r['runs']), [100 * run['success_rate'] for run in r['runs']],
+                     color='black', s=12, zorder=3)
+    axis.set_ylabel('success (%)')
+    axis.set_ylim(0, 105)
+    axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='embodied-vision evaluate', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('policies', nargs='+', help='saved policy directories or scripted_expert')
+    parser.add_argument('--task', default='PickPlace')
+    parser.add_argument('--domain', default='sim', choices=['sim', 'real'])
+    parser.add_argument('--episodes', type=int, default=50)
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--camera', default=None, help="default: the policy's camera")
+    parser.add_argument('--size', type=int, default=None, help="default: the policy's size")
+    parser.add_argument('--encoder', default=None, help='frozen encoder of bc_mlp policies')
+    parser.add_argument('--checkpoint', default=None, help='weights of that encoder')
+    parser.add_argument('--video', default=None, help='first episode per policy and seed')
+    parser.add_argument('--plot', default=None, help='bar plot of success with the spread')
+    parser.add_argument('--json', default=None)
+    args = parser.parse_args(argv)
+    try:
+        results = [evaluate_policy_path(path, args) for path in args.policies]
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f'embodied-vision evaluate: error: {err}', file=sys.stderr)
+        return 2
+    title = f'{args.task} ({args.domain}), {len(args.seeds)} seeds x {args.episodes} episodes'
+    print(f'{title}\n{"policy":<40} {"kind":<16} {"success":>9} {"+-":>7}  per seed')
+    for r in results:
+        per_seed = ' '.join(f'{run["success_rate"]:.0%}' for run in r['runs'])
+        print(f'{r["policy"]:<40} {r["kind"]:<16} {r["mean"]:>8.1%} {r["std"]:>7.1%}  '
+              f'{per_seed}')
+    if args.plot:
+        _plot(results, Path(args.plot), title)
+    if args.json:
+        Path(args.json).write_text(json.dumps({'task': args.task, 'domain': args.domain,
+                                               'results': results}, indent=2) + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
