@@ -7,6 +7,9 @@ bar plot with the spread, and one video per policy and seed.
 
     embodied-vision evaluate runs/mbs/policy runs/bc/policy --task PickPlace \\
         --episodes 50 --seeds 0 1 2 --plot mbs_vs_bc.png --json eval.json --video eval.gif
+
+A policy may be given as `LABEL=PATH`; policies sharing a label (e.g. one per training seed)
+are pooled into one row, whose spread is then across all their runs.
 """
 import argparse
 import json
@@ -63,11 +66,26 @@ def evaluate_policy_path(path: str, args) -> dict:
             'mean': float(np.mean(rates)), 'std': float(np.std(rates))}
 
 
+def _pooled(labelled: list[tuple[str, dict]]) -> list[dict]:
+    """One row per label: runs of every policy with that label pooled."""
+    rows: dict[str, dict] = {}
+    for label, result in labelled:
+        row = rows.setdefault(label, {'policy': label, 'kind': result['kind'], 'runs': [],
+                                      'paths': []})
+        row['runs'] += result['runs']
+        row['paths'].append(result['policy'])
+    for row in rows.values():
+        rates = [run['success_rate'] for run in row['runs']]
+        row['mean'], row['std'] = float(np.mean(rates)), float(np.std(rates))
+    return list(rows.values())
+
+
 def _plot(results: list[dict], path: Path, title: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    labels = [f'{r["kind"]}\n{Path(r["policy"]).parent.name}' for r in results]
+    labels = [f'{r["kind"]}\n{r["policy"]}' if len(r['policy']) < 24 else r['kind']
+              for r in results]
     figure, axis = plt.subplots(figsize=(1.8 + 1.6 * len(results), 3.2))
     axis.bar(labels, [100 * r['mean'] for r in results],
              yerr=[100 * r['std'] for r in results], capsize=6, color='tab:blue')
@@ -99,12 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--json', default=None)
     args = parser.parse_args(argv)
     try:
-        results = [evaluate_policy_path(path, args) for path in args.policies]
+        results = _pooled([(spec.partition('=')[0] if '=' in spec else spec,
+                            evaluate_policy_path(spec.partition('=')[2] or spec, args))
+                           for spec in args.policies])
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f'embodied-vision evaluate: error: {err}', file=sys.stderr)
         return 2
     title = f'{args.task} ({args.domain}), {len(args.seeds)} seeds x {args.episodes} episodes'
-    print(f'{title}\n{"policy":<40} {"kind":<16} {"success":>9} {"+-":>7}  per seed')
+    print(f'{title}\n{"policy":<40} {"kind":<16} {"success":>9} {"+-":>7}  per run')
     for r in results:
         per_seed = ' '.join(f'{run["success_rate"]:.0%}' for run in r['runs'])
         print(f'{r["policy"]:<40} {r["kind"]:<16} {r["mean"]:>8.1%} {r["std"]:>7.1%}  '

@@ -32,19 +32,19 @@ __all__ = ['L4SBCTrainingTask', 'MixedDomainDataset']
 
 class MixedDomainDataset(Dataset):
     """Source steps, plus enough virtual indices mapped onto target steps that a uniform
-    draw lands on the target domain with probability `target_probability`."""
+    draw lands on the target domain with probability `target_probability`. Without source
+    steps it is the target demos alone (the "target demos only" baseline)."""
 
     def __init__(self, source: Dataset, target: Dataset, target_probability: float,
                  source_language: torch.Tensor, target_language: torch.Tensor, key: str):
         if not 0 < target_probability < 1:
             raise ValueError(f'target_probability must be in (0, 1), got {target_probability}')
-        if len(source) == 0 or len(target) == 0:
-            raise ValueError(f'need source and target steps, got {len(source)} and '
-                             f'{len(target)}')
+        if len(target) == 0:
+            raise ValueError('need target-domain steps, got none')
         self.source, self.target, self.key = source, target, key
         self.source_language, self.target_language = source_language, target_language
         total = math.ceil(len(source) / (1 - target_probability))
-        self.n_target_slots = max(1, total - len(source))
+        self.n_target_slots = max(1, total - len(source)) if len(source) else len(target)
 
     def __len__(self) -> int:
         return len(self.source) + self.n_target_slots
@@ -76,7 +76,7 @@ class L4SBCTrainingTask:
     """Train `l4s_bc` on mixed source/target demos (see the module docstring).
 
     Args:
-        sim_episodes: source-domain HDF5 episodes (several tasks).
+        sim_episodes: source-domain HDF5 episodes (several tasks); empty = target only.
         real_episodes: target-domain HDF5 episodes of the target task (few demos).
         target_probability: probability that a sample comes from `real_episodes`.
         policy: `L4SBCConfig` fields (e.g. `encoder_checkpoint` of a pretrained encoder).
@@ -88,12 +88,15 @@ class L4SBCTrainingTask:
                  embedding_cache: str | None = None):
         self.config = L4SBCConfig(**(policy or {}))
         key = f'{self.config.camera}/rgb'
-        source = EpisodeDataset(list(sim_episodes), obs_keys=[key, 'proprio'])
         target = EpisodeDataset(list(real_episodes), obs_keys=[key, 'proprio'])
         embedder = SentenceEmbedder(cache_file=embedding_cache)
+        if sim_episodes:
+            source = EpisodeDataset(list(sim_episodes), obs_keys=[key, 'proprio'])
+            source_language = _instruction_embeddings(source, 'sim', embedder)
+        else:  # target demos only
+            source, source_language = [], torch.zeros(0, self.config.text_dim)
         self._dataset = MixedDomainDataset(
-            source, target, target_probability,
-            _instruction_embeddings(source, 'sim', embedder),
+            source, target, target_probability, source_language,
             _instruction_embeddings(target, 'real', embedder), key)
         self.model = L4SBCPolicy(self.config, embedder=embedder)
 

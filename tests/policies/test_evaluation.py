@@ -71,7 +71,7 @@ def test_evaluate_command_compares_policies_over_seeds(tmp_path, capsys):
 
     from embodied_vision.cli import main
     out, plot = tmp_path / 'eval.json', tmp_path / 'eval.png'
-    assert main(['evaluate', 'scripted_expert', 'scripted_expert', '--task', 'Reach',
+    assert main(['evaluate', 'a=scripted_expert', 'b=scripted_expert', '--task', 'Reach',
                  '--domain', 'real', '--episodes', '2', '--seeds', '0', '1', '--size', '32',
                  '--json', str(out), '--plot', str(plot),
                  '--video', str(tmp_path / 'reach.gif')]) == 0
@@ -84,3 +84,15 @@ def test_evaluate_command_compares_policies_over_seeds(tmp_path, capsys):
     assert plot.stat().st_size > 0
     assert (tmp_path / 'reach_scripted_expert_seed0.gif').stat().st_size > 0
     assert main(['evaluate', str(tmp_path / 'missing'), '--episodes', '1']) == 2
+
+
+def test_labelled_policies_are_pooled(tmp_path, capsys):
+    import json
+
+    from embodied_vision.cli import main
+    out = tmp_path / 'eval.json'
+    assert main(['evaluate', 'expert=scripted_expert', 'expert=scripted_expert', '--task',
+                 'Reach', '--episodes', '1', '--seeds', '3', '--size', '32',
+                 '--json', str(out)]) == 0
+    (row,) = json.loads(out.read_text())['results']
+    assert row['policy'] == 'expert' and len(row['runs']) == 2 and row['mean'] == 1.0

@@ -119,6 +119,9 @@ def test_mixed_domain_sampling_probability():
     target = sum(int(mixed[i][OBS_IMAGE][0, 0, 0]) for i in range(len(mixed)))
     assert len(mixed) == 100 and target == 20
     assert mixed[99][OBS_LANGUAGE].sum() == 384 and mixed[0][OBS_LANGUAGE].sum() == 0
+    alone = MixedDomainDataset([], Steps(3, 1), 0.2, torch.zeros(0, 384), torch.ones(3, 384),
+                               'front/rgb')
+    assert len(alone) == 3 and int(alone[2][OBS_IMAGE][0, 0, 0]) == 1
     with pytest.raises(ValueError, match='target_probability'):
         MixedDomainDataset(Steps(1, 0), Steps(1, 1), 1.0, torch.zeros(1), torch.zeros(1), 'k')
 
