@@ -44,6 +44,8 @@ def _parse(argv):
                    help='encoder_node input_qos (sensor_data, reliable, best_effort)')
     p.add_argument('--threads', type=int, default=0,
                    help="encoder_node num_threads (0 = the runtime's default)")
+    p.add_argument('--param', action='append', default=[], metavar='NAME:=VALUE',
+                   help='extra encoder_node parameter (repeatable), e.g. raw_input:=false')
     p.add_argument('--startup-timeout', type=float, default=300.0)
     p.add_argument('--json', default=None, help='also write the results as JSON')
     return p.parse_args(argv)
@@ -113,6 +115,7 @@ def _start_node(args, env) -> subprocess.Popen:
               'num_threads': args.threads, 'input_qos': args.input_qos}
     command = [sys.executable, '-m', 'embodied_vision.ros_nodes.encoder_node', '--ros-args',
                '-r', '__node:=bench_encoder_node']
+    params.update(item.split(':=', 1) for item in args.param)
     for key, value in params.items():
         command += ['-p', f'{key}:={value}']
     return subprocess.Popen(command, env=env)

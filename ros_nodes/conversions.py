@@ -17,7 +17,8 @@ import numpy as np
 
 __all__ = [
     'IMAGE_ENCODINGS', 'POINTFIELD_DTYPES', 'image_to_numpy', 'image_from_cdr',
-    'depth_to_metres', 'numpy_to_image', 'compressed_image_to_numpy', 'camera_info_to_intrinsics',
+    'image_fields_from_cdr', 'ImageFields', 'depth_to_metres', 'numpy_to_image',
+    'compressed_image_to_numpy', 'camera_info_to_intrinsics',
     'intrinsics_to_camera_info', 'pointfields_to_dtype', 'pointcloud2_to_numpy',
     'numpy_to_pointcloud2', 'unpack_rgb', 'pack_rgb',
 ]
@@ -151,6 +152,14 @@ def image_from_cdr(buffer, to_rgb=False):
     `buffer` where the layout allows (read-only when `buffer` is bytes). Truncated or corrupt
     buffers, and everything `image_to_numpy` rejects, raise ValueError.
     """
+    fields, data = image_fields_from_cdr(buffer)
+    return fields, image_to_numpy(ImageFields(fields, data), to_rgb=to_rgb)
+
+
+def image_fields_from_cdr(buffer):
+    """The first half of `image_from_cdr`: (fields dict, flat uint8 payload view), with the
+    CDR checked but the image layout (encoding, step, size) not yet; `image_to_numpy(
+    ImageFields(fields, data))` finishes the job."""
     view = memoryview(buffer).cast('B')
     if len(view) < 4:
         raise ValueError(f'CDR Image is truncated: {len(view)} bytes, no encapsulation header')
@@ -170,12 +179,10 @@ def image_from_cdr(buffer, to_rgb=False):
     if not 0 <= left - size < 4:  # at most CDR end padding may follow the data
         raise ValueError(f'CDR Image data length {size} does not match the {left} bytes '
                          f'left in the buffer')
-    data = np.frombuffer(view, np.uint8, count=size, offset=reader.pos)
-    message = _ImageFields(fields, data)
-    return fields, image_to_numpy(message, to_rgb=to_rgb)
+    return fields, np.frombuffer(view, np.uint8, count=size, offset=reader.pos)
 
 
-class _ImageFields:
+class ImageFields:
     """Duck-typed Image over decoded CDR fields (what `image_to_numpy` reads)."""
 
     def __init__(self, fields, data):

@@ -19,6 +19,13 @@ Lifecycle:
 - `on_activate`: subscribe to `input_topic` and start the inference worker.
 - `on_deactivate`: unsubscribe and stop the worker; `on_cleanup`: drop the model.
 
+Input path (`raw_input`, default on): the subscription delivers the serialized Image and
+`image_fields_from_cdr` decodes it with numpy into a zero-copy view, skipping rclpy's
+message conversion (the `uint8[]` copy into Python); `raw_input:=false` takes typed messages.
+With onnxruntime the intra-op threads sleep between runs (`inference_spinning:=false`) and the
+CPU resize uses `preprocess_threads` (1) torch threads, so inference, resize, DDS and the
+executor do not fight over small shared CPUs; see benchmarks/ros_pipeline.py.
+
 Frames go into a one-frame mailbox (`LatestSlot`); one worker thread takes the newest frame,
 so when inference is slower than the camera stale frames are dropped (counted in
 diagnostics as `dropped`), never queued. Stages timed per frame: `queue` (arrival -> taken
@@ -31,11 +38,19 @@ counted as `rejected`, and produces no output.
 import re
 import threading
 import time
+import warnings
 
+from builtin_interfaces.msg import Time
 import numpy as np
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
-from embodied_vision.ros_nodes.conversions import image_to_numpy, numpy_to_image
+from embodied_vision.ros_nodes.conversions import (
+    ImageFields,
+    image_fields_from_cdr,
+    image_to_numpy,
+    numpy_to_image,
+)
 from embodied_vision.ros_nodes.lifecycle_base import (
     LatestSlot,
     ManagedNode,
@@ -77,6 +92,15 @@ class EncoderNode(ManagedNode):
                   'configure and fail on drift', read_only=True),
         ParamSpec('num_threads', 0, 'CPU threads for inference (onnxruntime intra-op, torch '
                   'for eager/inductor); 0 = the runtime default', low=0, high=1024,
+                  read_only=True),
+        ParamSpec('inference_spinning', False, 'onnxruntime intra-op threads busy-wait between '
+                  'runs (its default); false lets them sleep, which leaves the cores to DDS '
+                  'and the executor (faster on small, shared CPUs)', read_only=True),
+        ParamSpec('preprocess_threads', 1, 'torch threads for the CPU resize when inference '
+                  'does not run on torch (onnxruntime, tensorrt); 0 = torch default',
+                  low=0, high=1024, read_only=True),
+        ParamSpec('raw_input', True, 'subscribe to serialized images and decode the CDR '
+                  'with numpy (zero-copy), skipping rclpy message conversion',
                   read_only=True),
         ParamSpec('input_topic', 'image', 'sensor_msgs/Image input', read_only=True),
         ParamSpec('output_topic', 'embedding', 'embedding output (sensor_msgs/Image 32FC1, '
@@ -125,8 +149,11 @@ class EncoderNode(ManagedNode):
         from embodied_vision import create_encoder, deploy
         device = self.param('device') or ('cuda' if torch.cuda.is_available() else 'cpu')
         threads = self.param('num_threads')
+        backend = deploy.resolve_backend(self.param('backend'), device)
         options = {}
-        if threads and self.param('backend') == 'onnxruntime':
+        if backend == 'onnxruntime':
+            options['spinning'] = self.param('inference_spinning')
+        if threads and backend == 'onnxruntime':
             options['threads'] = threads
         elif threads:
             torch.set_num_threads(threads)
@@ -137,11 +164,14 @@ class EncoderNode(ManagedNode):
         self.input_size = (height or default[0], width or default[1])
         encoder.input_contract.check_spatial(self.input_size)
         self.model = deploy.compile(
-            encoder, self.param('backend'), device=device, precision=self.param('precision'),
+            encoder, backend, device=device, precision=self.param('precision'),
             input_size=self.input_size, check_parity=self.param('check_parity'),
             cache_dir=self.param('engine_cache_dir') or None,
             use_cache=not self.param('force_engine_update'), **options)
         self._device = torch.device(device)
+        if self.model.backend in ('onnxruntime', 'tensorrt') and \
+                self.param('preprocess_threads'):
+            torch.set_num_threads(self.param('preprocess_threads'))
         warm = np.zeros((*self.input_size, 3), np.uint8)
         for _ in range(2):
             self.model(self.preprocess(warm))
@@ -155,8 +185,10 @@ class EncoderNode(ManagedNode):
         self._running.set()
         self._worker = threading.Thread(target=self._work, name='encoder_worker', daemon=True)
         self._worker.start()
+        raw = self.param('raw_input')
         self._subscription = self.create_subscription(
-            Image, self.param('input_topic'), self._on_image, self.qos('input'))
+            Image, self.param('input_topic'), self._on_raw_image if raw else self._on_image,
+            self.qos('input'), raw=raw)
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
@@ -201,6 +233,24 @@ class EncoderNode(ManagedNode):
         if self._slot.put((msg.header, frame, arrived, time.perf_counter() - arrived)):
             self.count('dropped')
 
+    def _on_raw_image(self, data: bytes) -> None:
+        """`raw_input`: the serialized Image, decoded with numpy (`image_fields_from_cdr`);
+        the frame is a view of `data`."""
+        arrived = time.perf_counter()
+        self.count('received')
+        try:
+            fields, payload = image_fields_from_cdr(data)
+        except ValueError as err:
+            self.reject('malformed', str(err))
+            return
+        frame = self.convert(ImageFields(fields, payload))
+        if frame is None:
+            return
+        header = Header(stamp=Time(sec=fields['stamp_sec'], nanosec=fields['stamp_nanosec']),
+                        frame_id=fields['frame_id'])
+        if self._slot.put((header, frame, arrived, time.perf_counter() - arrived)):
+            self.count('dropped')
+
     def convert(self, msg: Image) -> np.ndarray | None:
         """Image -> RGB uint8 (H, W, 3); None (rejected and counted) for bad input."""
         if msg.encoding not in COLOUR_ENCODINGS:
@@ -235,7 +285,13 @@ class EncoderNode(ManagedNode):
         import torch
 
         from embodied_vision.data.images import resize_center_crop
-        x = torch.from_numpy(frame).to(self._device, non_blocking=True).permute(2, 0, 1)[None]
+        if frame.flags.writeable:
+            x = torch.from_numpy(frame)
+        else:  # a view of a raw message's bytes: only read, so torch's warning is moot
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', UserWarning)
+                x = torch.from_numpy(frame)
+        x = x.to(self._device, non_blocking=True).permute(2, 0, 1)[None]
         return resize_center_crop(x.contiguous(memory_format=torch.channels_last),
                                   self.input_size)
 
