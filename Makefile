@@ -15,7 +15,8 @@ export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: demo test lint test-long test-gpu bench install system-deps lock clean eval-mbs
+.PHONY: demo test lint test-long test-gpu bench install system-deps lock clean eval-mbs \
+	eval-lang4sim2real
 
 # Closed loop sim_node + encoder_node + policy_node in one process, then the encoder report.
 demo: $(STAMP)
@@ -87,3 +88,56 @@ lock:
 
 clean:
 	rm -rf $(VENV) build install log *.egg-info demo_output
+
+# Long run: the Lang4Sim2Real table. Many sim demos of three tasks, a few real-domain demos
+# of the target task (PickPlace); five arms x training seeds, evaluated in the real domain:
+# (a) language regression pretraining, (b) language distance pretraining, (c) no pretraining,
+# target demos only, (d) no pretraining, sim + target, (e) domain-randomised sim + target.
+# Smoke-size it with e.g. `make eval-lang4sim2real L4S_SIM=1 L4S_REAL=1 L4S_SIZE=32
+# L4S_PRE_STEPS=2 L4S_BC_STEPS=2 L4S_SEEDS=0 EVAL_EPISODES=1`.
+L4S_SIM ?= 100
+L4S_REAL ?= 20
+L4S_SIZE ?= 128
+L4S_PRE_STEPS ?= 3000
+L4S_BC_STEPS ?= 20000
+L4S_SEEDS ?= 0 1 2
+L4S_TASKS ?= PickPlace Stack Push
+L4S_RUN ?= runs/lang4sim2real
+L4S_COLLECT = $(CLI) collect n=$(L4S_SIM) cameras=[front] size=$(L4S_SIZE) depth=false \
+	progress=false
+L4S_BC = $(CLI) train experiment=lang4sim2real_bc task.policy.image_size=$(L4S_SIZE) \
+	trainer.max_steps=$(L4S_BC_STEPS) trainer.progress=false
+eval-lang4sim2real: $(STAMP)
+	for t in $(L4S_TASKS); do \
+		$(L4S_COLLECT) task=$$t domain=sim out=$(L4S_RUN)/data/$${t}_sim.hdf5 && \
+		$(L4S_COLLECT) task=$$t domain=sim domain_randomization=true \
+			out=$(L4S_RUN)/data/$${t}_dr.hdf5 || exit 1; done
+	$(CLI) collect task=PickPlace domain=real n=$(L4S_REAL) cameras=[front] size=$(L4S_SIZE) \
+		depth=false progress=false out=$(L4S_RUN)/data/PickPlace_real.hdf5
+	sim=$$(for t in $(L4S_TASKS); do printf '%s,' $(L4S_RUN)/data/$${t}_sim.hdf5; done); \
+	dr=$$(for t in $(L4S_TASKS); do printf '%s,' $(L4S_RUN)/data/$${t}_dr.hdf5; done); \
+	real=$(L4S_RUN)/data/PickPlace_real.hdf5; \
+	for objective in regression distance; do \
+		$(CLI) train experiment=lang4sim2real_pretrain task.sim_episodes=[$${sim%,}] \
+			task.real_episodes=[$$real] task.objective=$$objective \
+			task.image_size=$(L4S_SIZE) trainer.max_steps=$(L4S_PRE_STEPS) \
+			trainer.progress=false hydra.run.dir=$(L4S_RUN)/pretrain_$$objective || exit 1; done; \
+	for seed in $(L4S_SEEDS); do \
+		for objective in regression distance; do \
+			$(L4S_BC) seed=$$seed task.sim_episodes=[$${sim%,}] task.real_episodes=[$$real] \
+				task.policy.encoder_checkpoint=$(L4S_RUN)/pretrain_$$objective/encoder \
+				hydra.run.dir=$(L4S_RUN)/$${objective}_$$seed || exit 1; done; \
+		$(L4S_BC) seed=$$seed task.sim_episodes=[] task.real_episodes=[$$real] \
+			task.policy.freeze_pretrained=false \
+			hydra.run.dir=$(L4S_RUN)/target_only_$$seed || exit 1; \
+		$(L4S_BC) seed=$$seed task.sim_episodes=[$${sim%,}] task.real_episodes=[$$real] \
+			task.policy.freeze_pretrained=false \
+			hydra.run.dir=$(L4S_RUN)/sim_target_$$seed || exit 1; \
+		$(L4S_BC) seed=$$seed task.sim_episodes=[$${dr%,}] task.real_episodes=[$$real] \
+			task.policy.freeze_pretrained=false \
+			hydra.run.dir=$(L4S_RUN)/domain_rand_$$seed || exit 1; done
+	$(CLI) evaluate $(foreach s,$(L4S_SEEDS),lang_regression=$(L4S_RUN)/regression_$(s)/policy \
+		lang_distance=$(L4S_RUN)/distance_$(s)/policy target_only=$(L4S_RUN)/target_only_$(s)/policy \
+		sim_target=$(L4S_RUN)/sim_target_$(s)/policy domain_rand=$(L4S_RUN)/domain_rand_$(s)/policy) \
+		--task PickPlace --domain real --episodes $(EVAL_EPISODES) --seeds 0 \
+		--plot $(L4S_RUN)/table.png --json $(L4S_RUN)/table.json

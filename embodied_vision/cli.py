@@ -7,6 +7,7 @@
     embodied-vision evaluate POLICY... --task T   closed-loop success over seeds, table + plot
     embodied-vision demo                          the `make demo` job
     embodied-vision collect task=PickPlace ...    record expert episodes (hydra overrides)
+    embodied-vision view-pairs n=500 size=72 ...  CroCo view pairs from the sim (overrides)
     embodied-vision train experiment=NAME ...     train (hydra overrides; resumable)
     embodied-vision pipeline launch/config/demo.yaml   ROS 2 nodes in one process
     embodied-vision replay BAG --encoder NAME ... embeddings of a rosbag2 image topic
@@ -28,6 +29,8 @@ _logger = logging.getLogger('embodied_vision')
 # argv and returning an exit code. Imported only when used, so optional extras stay optional.
 DELEGATED_COMMANDS = {
     'collect': ('embodied_vision.sim.collect:main', 'record expert episodes (key=value ...)'),
+    'view-pairs': ('embodied_vision.sim.view_pairs:main',
+                   'render overlapping view pairs for CroCo pretraining (key=value ...)'),
     'train': ('embodied_vision.scripts.train:main', 'train an experiment (key=value ...)'),
     'pipeline': ('embodied_vision.ros_nodes.pipeline:main',
                  'run ROS 2 nodes in one process from a launch/config YAML'),

@@ -107,7 +107,13 @@ def load_pretrained(model, path: str | os.PathLike) -> None:
         raise CheckpointError(
             f'{path} is a {fmt_name!r} checkpoint, but {model.name}.{chosen.tag} expects '
             f'{chosen.formats}; create {model.name}.{accepted[fmt_name].tag} instead')
+    cfg = chosen if chosen is not None else accepted[fmt_name]
     if fmt_name == native.FORMAT_NAME:
+        # Our format says where its weights came from: a published source's tag, or none
+        # (trained here), whatever tag the caller built the architecture with.
+        from embodied_vision.encoders import get_pretrained_cfgs
+        by_tag = {c.tag: c for c in get_pretrained_cfgs(model.name)}
+        cfg = by_tag.get(config.get('tag') or '')
         if config.get('name') != model.name or config.get('kwargs', {}) != model.init_kwargs:
             raise CheckpointError(
                 f'{path} was saved from {config.get("name")} with kwargs '
@@ -119,9 +125,8 @@ def load_pretrained(model, path: str | os.PathLike) -> None:
         state = FORMATS[fmt_name].convert(container, model)
         description = FORMATS[fmt_name].description
     load_state_strict(model, state, f'{path} ({description})')
-    cfg = accepted[fmt_name] if chosen is None else chosen
     model.pretrained_cfg = cfg
-    if cfg.non_commercial:
+    if cfg is not None and cfg.non_commercial:
         warnings.warn(f'{model.name}.{cfg.tag} weights are licensed {cfg.license} '
                       '(non-commercial use only)', stacklevel=3)
     _logger.info('loaded %s into %s from %s', description, model.name, path)

@@ -99,18 +99,17 @@ def create_encoder(name: str, checkpoint: str | None = None, **overrides):
     arch, tag = split_name(name)
     if arch not in _ENTRYPOINTS:
         raise _unknown('encoder', arch, list(_ENTRYPOINTS))
-    cfgs = _PRETRAINED[arch]
     pretrained_cfg = None
     if tag:
-        by_tag = {cfg.tag: cfg for cfg in cfgs}
+        by_tag = {cfg.tag: cfg for cfg in _PRETRAINED[arch]}
         if tag not in by_tag:
             raise _unknown(f'weights tag for {arch}', tag, list(by_tag))
         pretrained_cfg = by_tag[tag]
-    elif cfgs:
-        pretrained_cfg = cfgs[0]
     model = _ENTRYPOINTS[arch](**overrides)
     model.name = arch
     model.init_kwargs = dict(overrides)
+    # Which published weights the model holds: set by a tag, or by loading a checkpoint of a
+    # known source; None for random init and for weights trained here.
     model.pretrained_cfg = pretrained_cfg
     if checkpoint is not None:
         from embodied_vision.checkpoints import load_pretrained

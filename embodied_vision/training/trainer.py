@@ -162,6 +162,7 @@ class Trainer:
         config, task = self.config, self.task
         seed_everything(config.seed + self.dist.rank)
         model = task.model.to(self.device)
+        # Parameters or parameter groups (dicts), as the optimiser takes them.
         params = list(task.trainable_parameters(model)) if hasattr(
             task, 'trainable_parameters') else [p for p in model.parameters() if p.requires_grad]
         optimizer = self.make_optimizer(params)
@@ -202,7 +203,9 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                torch.nn.utils.clip_grad_norm_(
+                    [p for group in optimizer.param_groups for p in group['params']],
+                    config.grad_clip)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()

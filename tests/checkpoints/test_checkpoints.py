@@ -185,3 +185,15 @@ def test_official_file_cannot_rebuild_architecture(tmp_path):
     _r3m_file(tmp_path / 'model.pt', _random_torchvision(18))
     with pytest.raises(CheckpointError, match='does not record its architecture'):
         load_encoder(tmp_path / 'model.pt')
+
+
+def test_detected_source_sets_the_pretrained_cfg_and_own_training_has_none(tmp_path):
+    _r3m_file(tmp_path / 'model.pt', _random_torchvision(18))
+    loaded = create_encoder('r3m_resnet18', checkpoint=tmp_path / 'model.pt')
+    assert loaded.pretrained_cfg.tag == 'ego4d'
+    save_encoder(loaded, tmp_path / 'from_r3m')  # keeps its source
+    assert load_encoder(tmp_path / 'from_r3m').pretrained_cfg.tag == 'ego4d'
+    save_encoder(create_encoder('r3m_resnet18'), tmp_path / 'ours')  # trained here
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # no licence warning for our own weights
+        assert load_encoder(tmp_path / 'ours').pretrained_cfg is None

@@ -32,11 +32,11 @@ def test_unknown_tag_lists_known_tags():
         create_encoder('r3m_resnet18.imagenet22k')
 
 
-def test_tag_selects_pretrained_cfg_and_default_is_first():
+def test_tag_selects_pretrained_cfg_and_no_tag_means_no_published_weights():
     assert create_encoder('r3m_resnet18.tv_in1k').pretrained_cfg.tag == 'tv_in1k'
-    default = create_encoder('r3m_resnet18')
-    assert default.pretrained_cfg == get_pretrained_cfgs('r3m_resnet18')[0]
-    assert default.pretrained_cfg.license == 'MIT'
+    assert create_encoder('r3m_resnet18').pretrained_cfg is None  # random init
+    cfgs = get_pretrained_cfgs('r3m_resnet18')
+    assert cfgs[0].tag == 'ego4d' and cfgs[0].license == 'MIT'
 
 
 def test_create_returns_eval_mode_and_records_kwargs():

@@ -104,3 +104,14 @@ def test_torchrun_two_processes_keep_replicas_identical(tmp_path):
     torch.testing.assert_close(ranks[0]['weight'], ranks[1]['weight'])
     torch.testing.assert_close(ranks[0]['sum'], 2 * ranks[0]['weight'])
     assert (tmp_path / 'summary.json').exists()  # written by rank 0 only
+
+
+def test_grad_clip_works_with_parameter_groups(tmp_path):
+    class Grouped(ToyRegression):
+        def trainable_parameters(self, model):
+            return [{'params': [model.weight], 'weight_decay': 0.0},
+                    {'params': [model.bias], 'weight_decay': 0.0}]
+
+    summary = Trainer(_config(tmp_path, max_steps=20, grad_clip=0.5), Grouped(),
+                      lambda groups: torch.optim.SGD(groups, lr=0.05)).fit()
+    assert summary['steps'] == 20 and torch.isfinite(torch.tensor(summary['final']['eval/mse']))
