@@ -22,9 +22,10 @@ Lifecycle:
 Input path (`raw_input`, default on): the subscription delivers the serialized Image and
 `image_fields_from_cdr` decodes it with numpy into a zero-copy view, skipping rclpy's
 message conversion (the `uint8[]` copy into Python); `raw_input:=false` takes typed messages.
-With onnxruntime the intra-op threads sleep between runs (`inference_spinning:=false`) and the
-CPU resize uses `preprocess_threads` (1) torch threads, so inference, resize, DDS and the
-executor do not fight over small shared CPUs; see benchmarks/ros_pipeline.py.
+The CPU resize uses `preprocess_threads` (1) torch threads. onnxruntime's intra-op threads
+busy-wait between runs by default (`inference_spinning`); letting them sleep looked better on
+a loaded 2-core box but dropped most frames on a quiet one (benchmarks/ros_pipeline.py:
+34.9% drops with spinning vs 87.8% without), so spinning stays on.
 
 Frames go into a one-frame mailbox (`LatestSlot`); one worker thread takes the newest frame,
 so when inference is slower than the camera stale frames are dropped (counted in
@@ -93,9 +94,9 @@ class EncoderNode(ManagedNode):
         ParamSpec('num_threads', 0, 'CPU threads for inference (onnxruntime intra-op, torch '
                   'for eager/inductor); 0 = the runtime default', low=0, high=1024,
                   read_only=True),
-        ParamSpec('inference_spinning', False, 'onnxruntime intra-op threads busy-wait between '
-                  'runs (its default); false lets them sleep, which leaves the cores to DDS '
-                  'and the executor (faster on small, shared CPUs)', read_only=True),
+        ParamSpec('inference_spinning', True, 'onnxruntime intra-op threads busy-wait between '
+                  'runs (its default, lowest latency); false lets them sleep, leaving the '
+                  'cores to other processes', read_only=True),
         ParamSpec('preprocess_threads', 1, 'torch threads for the CPU resize when inference '
                   'does not run on torch (onnxruntime, tensorrt); 0 = torch default',
                   low=0, high=1024, read_only=True),
