@@ -170,7 +170,7 @@ def make_randomization(option: 'bool | dict | DomainRandomization | None') -> Do
                     f'got {type(option).__name__}')
 
 
-def _small_rotation(rng: np.random.Generator, max_angle: float) -> np.ndarray:
+def small_rotation(rng: np.random.Generator, max_angle: float) -> np.ndarray:
     """A random unit quaternion (w, x, y, z) rotating by at most `max_angle` radians."""
     if max_angle <= 0:
         return np.array([1.0, 0.0, 0.0, 0.0])
@@ -280,14 +280,14 @@ class ModelAppearance:
             return
         # The stereo pair moves rigidly, so its baseline stays known.
         stereo_offset = rng.uniform(-max_pos, max_pos, size=3)
-        stereo_rot = _small_rotation(rng, max_rot)
+        stereo_rot = small_rotation(rng, max_rot)
         for name, cam in zip(_JITTERED_CAMERAS, self._cameras):
             if cam < 0:
                 continue
             if name.startswith('stereo'):
                 offset, rot = stereo_offset, stereo_rot
             else:
-                offset, rot = rng.uniform(-max_pos, max_pos, size=3), _small_rotation(rng,
+                offset, rot = rng.uniform(-max_pos, max_pos, size=3), small_rotation(rng,
                                                                                      max_rot)
             self.model.cam_pos[cam] += offset
             self.model.cam_quat[cam] = _quat_mul(rot, self.model.cam_quat[cam])

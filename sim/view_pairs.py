@@ -56,6 +56,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from embodied_vision.geometry import depth_to_points, project_points
+from embodied_vision.sim.domains import small_rotation
 
 __all__ = ['FORMAT', 'VERSION', 'PairWriter', 'compose_config', 'covisibility', 'main',
            'perturbed_camera', 'read_pairs', 'render_view', 'render_pairs', 'view_overlap']
@@ -110,16 +111,6 @@ def covisibility(view1: dict, view2: dict, **kwargs) -> float:
 
 
 # ------------------------------------------------------------------------- cameras
-def _random_rotation(rng: np.random.Generator, max_angle: float) -> np.ndarray:
-    """Unit quaternion (w, x, y, z) of a rotation by up to `max_angle` about a random axis."""
-    if max_angle <= 0:
-        return np.array([1.0, 0.0, 0.0, 0.0])
-    axis = rng.normal(size=3)
-    axis /= np.linalg.norm(axis) + 1e-12
-    angle = rng.uniform(-max_angle, max_angle)
-    return np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis])
-
-
 def _random_offset(rng: np.random.Generator, radius: float) -> np.ndarray:
     """A point uniform in the ball of `radius`."""
     if radius <= 0:
@@ -335,7 +326,7 @@ def render_pairs(cfg: DictConfig) -> dict:
                 attempts += 1
                 names = pairs[int(rng.integers(len(pairs)))]
                 views = [render_view(env, name, _random_offset(rng, float(cfg.camera_pos)),
-                                     _random_rotation(rng, float(cfg.camera_rot)))
+                                     small_rotation(rng, float(cfg.camera_rot)))
                          for name in names]
                 overlap = covisibility(*views, max_depth=far, **overlap_kw)
                 if overlap < float(cfg.min_overlap):
