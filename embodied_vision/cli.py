@@ -43,27 +43,31 @@ DELEGATED_COMMANDS = {
 
 
 def _cmd_list(args) -> int:
+    import torch
+
     from embodied_vision.encoders import create_encoder, get_pretrained_cfgs, list_encoders
     rows = []
     for arch in list_encoders(args.pattern):
-        encoder = create_encoder(arch)
+        with torch.device('meta'):  # shapes only: no memory, no init time
+            encoder = create_encoder(arch)
         contract = encoder.input_contract
         for cfg in get_pretrained_cfgs(arch) or [None]:
             rows.append({
                 'name': f'{arch}.{cfg.tag}' if cfg else arch, 'embed_dim': encoder.embed_dim,
                 'modality': contract.modality,
                 'input': f'{contract.channels}x' + 'x'.join(map(str, contract.default_size)),
-                'range': f'{contract.value_range[0]:g}-{contract.value_range[1]:g}',
+                'range': f'{contract.value_range[0]:.3g} to {contract.value_range[1]:.3g}',
                 'license': cfg.license if cfg else '', 'formats': ','.join(cfg.formats) if cfg
                 else '', 'params_m': sum(p.numel() for p in encoder.parameters()) / 1e6})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f'{"name":<26} {"dim":>5} {"modality":<9} {"input":<10} {"range":<6} {"params":>7}  '
-          f'{"license":<13} formats')
+    width = max([len(r['name']) for r in rows] + [4])
+    print(f'{"name":<{width}} {"dim":>5} {"modality":<10} {"input":<10} {"range":<13} '
+          f'{"params":>7}  {"license":<16} formats')
     for r in rows:
-        print(f'{r["name"]:<26} {r["embed_dim"]:>5} {r["modality"]:<9} {r["input"]:<10} '
-              f'{r["range"]:<6} {r["params_m"]:>6.1f}M  {r["license"]:<13} {r["formats"]}')
+        print(f'{r["name"]:<{width}} {r["embed_dim"]:>5} {r["modality"]:<10} {r["input"]:<10} '
+              f'{r["range"]:<13} {r["params_m"]:>6.1f}M  {r["license"]:<16} {r["formats"]}')
     return 0
 
 

@@ -13,6 +13,8 @@ so a 128x128 frame gives a 128 x 16 x 16 map for spatial-softmax policies.
 Input: uint8 or float pixels in 0-255, divided by 255 inside the model. Weights: none
 published in a loadable format; train them with `embodied_vision.pretrain` (MIT code).
 """
+import math
+
 import torch
 from torch import nn
 
@@ -95,10 +97,9 @@ class FiLMResNet(Encoder):
             in_chs = width
         self.layers = nn.ModuleList(layers)
         self.embed_dim = widths[-1]
-        reduction = 4 * int(torch.prod(torch.tensor(stage_strides)))
-        self.feature_info = [dict(num_chs=w, reduction=4 * int(torch.prod(
-            torch.tensor(stage_strides[:i + 1]))), module=f'layers.{i}')
-            for i, w in enumerate(widths)]
+        reduction = 4 * math.prod(stage_strides)
+        self.feature_info = [dict(num_chs=w, reduction=4 * math.prod(stage_strides[:i + 1]),
+                                  module=f'layers.{i}') for i, w in enumerate(widths)]
         self.input_contract = InputContract(
             modality='image', channels=3, value_range=(0.0, 255.0),
             dtypes=('uint8', 'float32', 'float16', 'bfloat16'),
