@@ -21,15 +21,24 @@ class CheckpointFormat:
         description: what a user would call the file ("official R3M model.pt").
         detect: True when a loaded container has this layout.
         convert: `(container, model) -> state dict with the model's own key names`.
+        safe_globals: plain container classes its files pickle besides tensors (e.g.
+            `argparse.Namespace` in training-script files), allowed only while our own
+            `torch.load(weights_only=True)` reads a checkpoint.
     """
 
     name: str
     description: str
     detect: Callable[[Mapping], bool]
     convert: Callable[[Mapping, torch.nn.Module], dict]
+    safe_globals: tuple = ()
 
 
 FORMATS: dict[str, CheckpointFormat] = {}
+
+
+def allowed_globals() -> list:
+    """Every registered format's `safe_globals`, for the scope of one checkpoint load."""
+    return list(dict.fromkeys(g for fmt in FORMATS.values() for g in fmt.safe_globals))
 
 
 def register_format(fmt: CheckpointFormat) -> CheckpointFormat:

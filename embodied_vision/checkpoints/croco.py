@@ -17,10 +17,10 @@ against the model it is loaded into, so a v2 file never loads silently into a v1
 
 Reading is `torch.load(weights_only=True)` throughout. `argparse.Namespace`, which the
 weights-only unpickler refuses by default, is allowed only inside
-`torch.serialization.safe_globals([argparse.Namespace])` around our own `torch.load` call
-(`read_croco_checkpoint`); no other class is ever unpickled. The generic
-`embodied_vision.checkpoints.read_checkpoint` does not allow it, so `pretrain.py` files load
-through `load_croco_checkpoint` / `croco_from_checkpoint`.
+`torch.serialization.safe_globals([argparse.Namespace])` around our own `torch.load` calls
+(`read_croco_checkpoint`, and the generic reader through `CROCO_FORMAT.safe_globals`); no
+other class is ever unpickled, so `pretrain.py` files also load with
+`create_encoder(name, checkpoint=path)`.
 
 Weights licence: CC BY-NC-SA 4.0 (non-commercial); loading warns. Files are never bundled
 or downloaded: users pass a path.
@@ -213,7 +213,7 @@ CROCO_FORMAT = register_format(CheckpointFormat(
     description="official CroCo/CroCo v2 .pth (state dict under 'model', keys "
                 "'patch_embed.*', 'enc_blocks.*', 'dec_blocks.*'; architecture in "
                 "'croco_kwargs', 'args.model' or the v1 defaults)",
-    detect=_detect, convert=_convert))
+    detect=_detect, convert=_convert, safe_globals=(argparse.Namespace,)))
 
 
 # ------------------------------------------------------------------------ loading

@@ -14,7 +14,7 @@ import warnings
 import torch
 
 from embodied_vision.checkpoints import native
-from embodied_vision.checkpoints._format import FORMATS, CheckpointError
+from embodied_vision.checkpoints._format import FORMATS, CheckpointError, allowed_globals
 
 __all__ = ['read_checkpoint', 'load_pretrained', 'load_encoder', 'load_state_strict']
 
@@ -24,7 +24,8 @@ _SHOW = 8  # how many keys to list in an error
 
 def _torch_load(path: Path) -> Mapping:
     try:
-        obj = torch.load(str(path), map_location='cpu', weights_only=True)
+        with torch.serialization.safe_globals(allowed_globals()):
+            obj = torch.load(str(path), map_location='cpu', weights_only=True)
     except Exception as err:  # torch raises several types for truncated/foreign files
         raise CheckpointError(
             f'{path}: cannot be read as a PyTorch checkpoint with weights_only=True '
