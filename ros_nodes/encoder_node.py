@@ -196,10 +196,6 @@ class EncoderNode(ManagedNode):
         self._stop()
         return super().on_deactivate(state)
 
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self.release()
-        return TransitionCallbackReturn.SUCCESS
-
     def _stop(self) -> None:
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)

@@ -324,6 +324,16 @@ class ManagedNode(LifecycleNode):
     def release(self) -> None:
         """Subclass hook: free threads, models and envs (on cleanup, shutdown, error)."""
 
+    def drop_subscriptions(self, subscriptions: list) -> list:
+        """Destroy `subscriptions`; returns the empty list to store back."""
+        for subscription in subscriptions:
+            self.destroy_subscription(subscription)
+        return []
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self.release()
+        return TransitionCallbackReturn.SUCCESS
+
     def on_shutdown(self, state) -> TransitionCallbackReturn:
         self.release()
         return TransitionCallbackReturn.SUCCESS

@@ -185,14 +185,8 @@ class PlannerNode(ManagedNode):
         self._stop_inputs()
         return super().on_deactivate(state)
 
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self.release()
-        return TransitionCallbackReturn.SUCCESS
-
     def _stop_inputs(self) -> None:
-        for subscription in self._inputs:
-            self.destroy_subscription(subscription)
-        self._inputs = []
+        self._inputs = self.drop_subscriptions(self._inputs)
         if self._service is not None:
             self.destroy_service(self._service)
             self._service = None

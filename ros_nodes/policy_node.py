@@ -141,20 +141,11 @@ class PolicyNode(ManagedNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self._drop_subscriptions()
+        self._inputs = self.drop_subscriptions(self._inputs)
         return super().on_deactivate(state)
 
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self.release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _drop_subscriptions(self) -> None:
-        for subscription in self._inputs:
-            self.destroy_subscription(subscription)
-        self._inputs = []
-
     def release(self) -> None:
-        self._drop_subscriptions()
+        self._inputs = self.drop_subscriptions(self._inputs)
         if self._publisher is not None:
             self.destroy_lifecycle_publisher(self._publisher)
             self._publisher = None

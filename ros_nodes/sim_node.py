@@ -172,10 +172,6 @@ class SimNode(ManagedNode):
             self._subscription = None
         return super().on_deactivate(state)
 
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self.release()
-        return TransitionCallbackReturn.SUCCESS
-
     def release(self) -> None:
         self._active.clear()
         self._stop_thread()
