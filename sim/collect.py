@@ -13,12 +13,11 @@ import logging
 import sys
 
 from gymnasium.vector import AutoresetMode
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from embodied_vision.configs import compose_config as compose_package_config
 from embodied_vision.data.episodes import EpisodeBuffer, EpisodeWriter
 from embodied_vision.sim.registration import env_id
 from embodied_vision.sim.tasks import TASKS
@@ -30,10 +29,7 @@ _logger = logging.getLogger(__name__)
 
 def compose_config(overrides: list[str]) -> DictConfig:
     """Compose `collect.yaml` with hydra-style `overrides` (`key=value`)."""
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_module('embodied_vision.configs', version_base='1.3'):
-        return compose(config_name='collect', overrides=list(overrides))
+    return compose_package_config('collect', overrides)
 
 
 def _env_kwargs(cfg: DictConfig) -> dict:

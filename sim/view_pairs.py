@@ -48,13 +48,12 @@ import logging
 import sys
 
 import h5py
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 import mujoco
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from embodied_vision.configs import compose_config as compose_package_config
 from embodied_vision.geometry import depth_to_points, project_points
 from embodied_vision.sim.domains import small_rotation
 
@@ -244,10 +243,7 @@ def read_pairs(path: str, keys: Sequence[str] = ('rgb1', 'rgb2')) -> dict:
 # ------------------------------------------------------------------------- driver
 def compose_config(overrides: Sequence[str]) -> DictConfig:
     """Compose `view_pairs.yaml` with hydra-style `overrides` (`key=value`)."""
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_module('embodied_vision.configs', version_base='1.3'):
-        return compose(config_name='view_pairs', overrides=list(overrides))
+    return compose_package_config('view_pairs', overrides)
 
 
 def _validate(cfg: DictConfig) -> None:
