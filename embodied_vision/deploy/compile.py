@@ -90,11 +90,11 @@ class CompiledEncoder:
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         inputs = tuple(x.to(self.device, non_blocking=True) for x in inputs)
-        if self.backend in ('eager', 'tensorrt') and self.precision != 'fp32':
+        if self.backend == 'tensorrt':  # engines are built for float32 inputs
+            inputs = tuple(x.float() for x in inputs)
+        elif self.precision != 'fp32':  # a half-precision torch module takes its dtype
             inputs = tuple(x if x.dtype == torch.uint8 else x.to(_DTYPE[self.precision])
                            for x in inputs)
-        if self.backend == 'tensorrt':
-            inputs = tuple(x.float() for x in inputs)
         with torch.inference_mode():
             return self.runner(*inputs)
 

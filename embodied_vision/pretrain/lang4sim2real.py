@@ -17,6 +17,7 @@ Validation (episodes held out by `val_fraction`, never seen in training) reports
 """
 from collections.abc import Sequence
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -49,7 +50,8 @@ class _PairedDomains(Dataset):
 
     def __init__(self, a: Dataset, b: Dataset, key: str, sentence_ids: dict[str, int]):
         self.a, self.b, self.key, self.sentence_ids = a, b, key, sentence_ids
-        self.stride = 7919 % len(b) or 1  # a prime stride visits all of B before repeating
+        # A stride coprime with len(B) visits all of B before repeating.
+        self.stride = next(k for k in range(7919, 7919 + len(b) + 1) if math.gcd(k, len(b)) == 1)
 
     def __len__(self) -> int:
         return len(self.a)
