@@ -172,5 +172,4 @@ def train_bc(policy, dataset: Mapping[str, torch.Tensor], steps: int = 2000,
         Trainer(config, task, optimizer).fit()
         rows = MetricsLogger(folder / 'metrics.csv', resume_step=steps).rows
     policy.eval()
-    return [{k: v for k, v in row.items() if k in ('step', 'loss') or not k.startswith(
-        ('lr', 'samples'))} for row in rows]
+    return [{k: v for k, v in row.items() if k not in ('lr', 'samples_per_s')} for row in rows]
