@@ -105,11 +105,17 @@ class MbSModel(nn.Module):
 
     def pool_scores(self, z: torch.Tensor, pool: torch.Tensor, z_goal: torch.Tensor
                     ) -> torch.Tensor:
-        """cos(F(z_b, a_m), z_goal_b) for every state b and pool action m -> `(B, M)`."""
-        batch, count = z.shape[0], pool.shape[0]
-        pairs = torch.cat([z[:, None].expand(batch, count, -1),
-                           pool[None].expand(batch, count, -1).to(z)], dim=-1)
-        predicted = F.normalize(self.dynamics(pairs), dim=-1)
+        """cos(F(z_b, a_m), z_goal_b) for every state b and pool action m -> `(B, M)`.
+
+        The first dynamics layer is linear in the concatenation [z; a], so it is applied to
+        the states and to the pool separately and broadcast-added: the same numbers as running
+        F on every (state, action) pair without building the `(B, M, D + A)` input.
+        """
+        first, rest = self.dynamics[0], self.dynamics[1:]
+        dim = z.shape[-1]
+        hidden = (F.linear(z, first.weight[:, :dim], first.bias)[:, None]
+                  + F.linear(pool.to(z), first.weight[:, dim:])[None])
+        predicted = F.normalize(rest(hidden), dim=-1)
         return torch.einsum('bmd,bd->bm', predicted, z_goal)
 
 

@@ -100,6 +100,19 @@ def test_loss_matches_its_definition():
     assert set(logs) == {'loss_dist', 'loss_dyn', 'direction_cos', 'top1'}
 
 
+def test_pool_scores_equal_the_dynamics_on_every_pair():
+    policy, directions, _ = _constructed_policy()
+    model: MbSModel = policy.model
+    torch.manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(3, model.config.proj_dim), dim=-1)
+    z_goal = torch.nn.functional.normalize(torch.randn(3, model.config.proj_dim), dim=-1)
+    with torch.no_grad():
+        scores = model.pool_scores(z, directions, z_goal)
+        for b in range(3):
+            predicted = model.predict(z[b].expand(len(directions), -1), directions)
+            torch.testing.assert_close(scores[b], predicted @ z_goal[b], atol=1e-6, rtol=1e-5)
+
+
 @pytest.fixture(scope='module')
 def videos(tmp_path_factory):
     pytest.importorskip('mujoco')
