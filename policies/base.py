@@ -2,12 +2,17 @@
 import numpy as np
 import torch
 
-__all__ = ['ACTION', 'OBS_EMBEDDING', 'OBS_EXPERT_ACTION', 'OBS_STATE', 'as_batch']
+__all__ = ['ACTION', 'OBS_EMBEDDING', 'OBS_EXPERT_ACTION', 'OBS_IMAGE', 'OBS_INSTRUCTION',
+           'OBS_STATE', 'as_batch']
 
 #: Frozen-encoder embedding of the camera frame, `(B, embed_dim)`.
 OBS_EMBEDDING = 'observation.embedding'
 #: Proprioception, `(B, state_dim)`: end-effector xyz, quaternion (w, x, y, z), gripper width.
 OBS_STATE = 'observation.state'
+#: Camera frame, uint8 `(H, W, 3)` or `(B, 3, H, W)` (policies that embed images themselves).
+OBS_IMAGE = 'observation.image'
+#: The episode's instruction text (with the visual domain under `'domain'`: 'sim' / 'real').
+OBS_INSTRUCTION = 'observation.instruction'
 #: The scripted expert's action for the same instant (privileged; sim only).
 OBS_EXPERT_ACTION = 'observation.expert_action'
 #: Action, `(B, action_dim)`: `[dx, dy, dz, grip]` in [-1, 1] for the tabletop suite.

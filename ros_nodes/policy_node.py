@@ -3,8 +3,12 @@
 Runs any object with the LeRobot-style contract `reset()` / `select_action(obs) -> action`
 (`embodied_vision.policies`), chosen by `policy_type`:
 
-- `checkpoint`: `load_policy(policy_path)`, e.g. a `bc_mlp` trained on frozen embeddings;
-  it reads `observation.embedding` and, when its `state_dim` > 0, `observation.state`;
+- `checkpoint`: `load_policy(policy_path)`, e.g. a `bc_mlp` trained on frozen embeddings
+  (it reads `observation.embedding` and, when its `state_dim` > 0, `observation.state`), or
+  a Lang4Sim2Real `l4s_bc` policy, which embeds the camera frame itself with its
+  FiLM-conditioned encoder: it reads `observation.image` (the rgb8/bgr8 Image on
+  `image_topic`), `observation.instruction` (the latest text on `instruction_topic`, with the
+  visual `domain` parameter: "Simulation:" / "Real:" prefix) and `observation.state`;
 - `scripted_expert`: the sim suite's scripted expert. It needs privileged simulator state,
   which it gets **over a topic**: `sim_node` (with `publish_expert_action: true`) publishes the
   expert's action for every observation on `expert_action`, stamped like the observation, and
@@ -12,14 +16,16 @@ Runs any object with the LeRobot-style contract `reset()` / `select_action(obs) 
   separate processes (launch files) or one (the pipeline runner) unchanged.
 
 Inputs, paired by exact header stamp (all derive from one sim/camera frame):
-`embedding_topic` (sensor_msgs/Image 32FC1, 1 x D, from `encoder_node`), `ee_pose_topic`
+`embedding_topic` (sensor_msgs/Image 32FC1, 1 x D, from `encoder_node`), `image_topic`
+(sensor_msgs/Image rgb8/bgr8, for policies that read the frame), `ee_pose_topic`
 (geometry_msgs/PoseStamped) + `gripper_topic` (sensor_msgs/JointState, `gripper_width`) ->
 state `[x, y, z, qw, qx, qy, qz, width]`, and `expert_action_topic` (sensor_msgs/Joy). With
 `require_embedding` the policy acts only once the frame's embedding arrived, even when it
 does not read it (so the scripted expert closes the loop through the encoder too).
 Output: sensor_msgs/Joy on `action_topic`, `axes` = the action, header = the observation's
 (see `sim_node` for why Joy). A new `instruction` (a new episode) calls `policy.reset()`.
-Bad input (wrong embedding size or encoding, NaN, wrong action length) is rejected and
+Bad input (wrong embedding size or encoding, a non-colour or malformed frame, an image policy
+acting before any instruction, NaN, wrong action length) is rejected and
 counted; incomplete stamps older than `sync_queue_size` newer ones are dropped and counted.
 """
 import threading
@@ -43,6 +49,8 @@ __all__ = ['PolicyNode', 'main']
 _EMBEDDING = 'observation.embedding'
 _STATE = 'observation.state'
 _EXPERT = 'observation.expert_action'
+_IMAGE = 'observation.image'
+_INSTRUCTION = 'observation.instruction'
 
 
 class PolicyNode(ManagedNode):
@@ -61,8 +69,12 @@ class PolicyNode(ManagedNode):
                   'arrived, even if the policy does not read it', read_only=True),
         ParamSpec('sync_queue_size', 30, 'incomplete stamps kept while pairing inputs',
                   low=1, high=10000),
+        ParamSpec('domain', 'real', 'visual domain named in the instruction of language-'
+                  'conditioned policies', choices=('sim', 'real'), read_only=True),
         ParamSpec('embedding_topic', 'embedding', 'sensor_msgs/Image 32FC1 embedding',
                   read_only=True),
+        ParamSpec('image_topic', 'front/image_raw', 'sensor_msgs/Image rgb8/bgr8 camera frame '
+                  '(policies that read observation.image)', read_only=True),
         ParamSpec('ee_pose_topic', 'ee_pose', 'geometry_msgs/PoseStamped end effector',
                   read_only=True),
         ParamSpec('gripper_topic', 'gripper_state', 'sensor_msgs/JointState gripper_width',
@@ -83,6 +95,7 @@ class PolicyNode(ManagedNode):
         self._publisher = None
         self._inputs = []
         self._pending: dict[tuple[int, int], dict] = {}
+        self._instruction: str | None = None
         self._lock = threading.Lock()
         self.actions_published = 0
         super().__init__(node_name, **kwargs)
@@ -131,6 +144,8 @@ class PolicyNode(ManagedNode):
         if _EMBEDDING in self.required:
             self._inputs.append(
                 sub(Image, self.param('embedding_topic'), self._on_embedding, qos))
+        if _IMAGE in self.required:
+            self._inputs.append(sub(Image, self.param('image_topic'), self._on_image, qos))
         if _STATE in self.required:
             self._inputs += [
                 sub(PoseStamped, self.param('ee_pose_topic'), self._on_pose, qos),
@@ -155,6 +170,7 @@ class PolicyNode(ManagedNode):
     def _on_instruction(self, msg: String) -> None:
         with self._lock:
             self._pending.clear()
+            self._instruction = msg.data
         if self.policy is not None:
             self.policy.reset()
 
@@ -176,6 +192,18 @@ class PolicyNode(ManagedNode):
             self.reject('embedding_not_finite', 'embedding contains NaN or inf')
             return
         self._add(msg.header, 'embedding', value)
+
+    def _on_image(self, msg: Image) -> None:
+        if msg.encoding not in ('rgb8', 'bgr8', 'rgba8', 'bgra8'):
+            self.reject('image_format', f'image must be rgb8, bgr8, rgba8 or bgra8, got '
+                        f'{msg.encoding!r}')
+            return
+        try:
+            frame = image_to_numpy(msg, to_rgb=True)
+        except ValueError as err:
+            self.reject('image_malformed', str(err))
+            return
+        self._add(msg.header, 'image', np.array(frame, copy=True))
 
     def _on_pose(self, msg: PoseStamped) -> None:
         p, o = msg.pose.position, msg.pose.orientation
@@ -202,6 +230,8 @@ class PolicyNode(ManagedNode):
         parts = set()
         if _EMBEDDING in self.required:
             parts.add('embedding')
+        if _IMAGE in self.required:
+            parts.add('image')
         if _STATE in self.required:
             parts |= {'pose', 'gripper'}
         if _EXPERT in self.required:
@@ -235,6 +265,14 @@ class PolicyNode(ManagedNode):
             obs[_STATE] = np.append(entry['pose'], entry['gripper']).astype(np.float32)
         if 'expert' in entry:
             obs[_EXPERT] = entry['expert']
+        if 'image' in entry:
+            obs[_IMAGE] = entry['image']
+        if _INSTRUCTION in self.required:
+            if self._instruction is None:
+                self.reject('no_instruction', f'{self.policy.name} needs the episode '
+                            f'instruction; nothing received on {self.param("instruction_topic")}')
+                return
+            obs[_INSTRUCTION], obs['domain'] = self._instruction, self.param('domain')
         try:
             action = np.asarray(self.policy.select_action(obs), np.float32).reshape(-1)
         except (KeyError, ValueError, TypeError) as err:

@@ -21,7 +21,7 @@ from torch import nn
 from embodied_vision.data.images import as_chw, resize_center_crop
 from embodied_vision.encoders import create_encoder
 from embodied_vision.layers import SpatialSoftmax
-from embodied_vision.policies.base import ACTION, OBS_STATE, as_batch
+from embodied_vision.policies.base import ACTION, OBS_IMAGE, OBS_INSTRUCTION, OBS_STATE, as_batch
 from embodied_vision.policies.lang4sim2real.configuration_l4s_bc import (
     DOMAIN_PREFIXES,
     L4SBCConfig,
@@ -31,8 +31,6 @@ from embodied_vision.pretrain.augment import pad_random_crop
 
 __all__ = ['L4SBCPolicy', 'OBS_IMAGE', 'OBS_LANGUAGE', 'domain_instruction']
 
-#: Camera frame, uint8 `(B, 3, H, W)`.
-OBS_IMAGE = 'observation.image'
 #: Embedding of the domain-prefixed instruction, `(B, text_dim)`.
 OBS_LANGUAGE = 'observation.language'
 
@@ -132,25 +130,33 @@ class L4SBCPolicy(nn.Module):
     def reset(self) -> None:
         """No state is carried between steps."""
 
+    @property
+    def input_features(self) -> tuple[str, ...]:
+        """Observation keys `select_action` reads (the ROS policy_node subscribes to these)."""
+        return (OBS_IMAGE, OBS_INSTRUCTION) + ((OBS_STATE,) if self.config.state_dim else ())
+
     @torch.no_grad()
     def select_action(self, obs: dict) -> np.ndarray:
         """Mean action for one observation.
 
-        `obs` holds `image` (uint8 `(H, W, 3)` or `(3, H, W)`), `proprio` when
-        `state_dim > 0`, and either `language` (a precomputed embedding) or `instruction`
-        plus `domain` ('sim' / 'real').
+        `obs` holds the frame under `OBS_IMAGE` (or `image`; uint8 `(H, W, 3)` or
+        `(3, H, W)`), the proprioception under `OBS_STATE` (or `proprio`) when
+        `state_dim > 0`, and either `language` (a precomputed embedding) or the instruction
+        text under `OBS_INSTRUCTION` (or `instruction`) plus `domain` ('sim' / 'real').
         """
         self.eval()
         device = self.log_std.device
-        image = as_chw(obs['image'])
+        image = as_chw(_first(obs, OBS_IMAGE, 'image'))
         if 'language' in obs:
             language, _ = as_batch(obs['language'], 'language', self.config.text_dim, device)
         else:
-            text = domain_instruction(obs['instruction'], obs.get('domain', 'real'))
+            text = domain_instruction(_first(obs, OBS_INSTRUCTION, 'instruction'),
+                                      obs.get('domain', 'real'))
             language = self.embedder.embed([text]).to(device)
         state = None
         if self.config.state_dim:
-            state, _ = as_batch(obs['proprio'], 'proprio', self.config.state_dim, device)
+            state, _ = as_batch(_first(obs, OBS_STATE, 'proprio'), 'proprio',
+                                self.config.state_dim, device)
         distribution = self._distribution(self._images(image[None].to(device)), language,
                                           state)
         return distribution.mean[0].clamp(-1.0, 1.0).cpu().numpy()
@@ -165,3 +171,11 @@ class L4SBCPolicy(nn.Module):
         policy = cls(L4SBCConfig.from_dict({**config, 'encoder_checkpoint': None}))
         policy.load_state_dict(state, strict=True)
         return policy.to(device).eval()
+
+
+def _first(obs: dict, *keys: str):
+    """The value of the first of `keys` present in `obs` (KeyError naming them all)."""
+    for key in keys:
+        if key in obs:
+            return obs[key]
+    raise KeyError(f'observation needs one of {keys}, got {sorted(obs)}')

@@ -27,6 +27,9 @@ class MbSConfig:
         temperature: divide the pool logits by this; None = raw cosines (official).
         frame_stride: frames between o_t and o_{t+1} (the paper subsamples every 5th frame).
         min_translation: tool motions shorter than this (metres) are not actions.
+        max_pool_size: keep at most this many pool directions, spread by farthest-point
+            sampling (training and planning cost grow with the pool); None = every observed
+            direction (official).
         color_jitter: brightness/contrast/saturation/hue jitter strength (paper 0.2).
         step_size: metres moved per planning step (paper 0.04).
         gripper_threshold: close the gripper when the classifier's probability exceeds it.
@@ -51,6 +54,7 @@ class MbSConfig:
     # data
     frame_stride: int = 5
     min_translation: float = 0.005
+    max_pool_size: int | None = None
     color_jitter: float = 0.2
     # planner
     step_size: float = 0.04
@@ -66,6 +70,8 @@ class MbSConfig:
         if self.resize_to < self.image_size:
             raise ValueError(f'resize_to ({self.resize_to}) must be >= image_size '
                              f'({self.image_size})')
+        if self.max_pool_size is not None and self.max_pool_size < 1:
+            raise ValueError(f'max_pool_size must be >= 1 or None, got {self.max_pool_size}')
         if self.temperature is not None and self.temperature <= 0:
             raise ValueError(f'temperature must be > 0 or None, got {self.temperature}')
         if not 0 < self.gripper_threshold < 1:

@@ -57,8 +57,12 @@ def split_videos(videos: list[dict], val_fraction: float, seed: int
 
 
 def action_pool(videos: list[dict], config: MbSConfig) -> ActionPool:
-    return ActionPool.from_trajectories([(v['positions'], v['quats']) for v in videos],
+    """Every observed tool direction of `videos` (at most `config.max_pool_size`)."""
+    pool = ActionPool.from_trajectories([(v['positions'], v['quats']) for v in videos],
                                         config.frame_stride, config.min_translation)
+    if config.max_pool_size is not None:
+        pool = pool.farthest_point_subset(config.max_pool_size)
+    return pool
 
 
 class MbSVideoDataset(Dataset):

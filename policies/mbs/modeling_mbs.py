@@ -73,6 +73,19 @@ class ActionPool:
     def __len__(self) -> int:
         return len(self.actions)
 
+    def farthest_point_subset(self, size: int) -> 'ActionPool':
+        """At most `size` actions that cover the pool: greedy farthest-point sampling
+        (deterministic, starting from the action nearest the pool mean)."""
+        if size >= len(self.actions):
+            return self
+        actions = self.actions
+        chosen = [int(torch.cdist(actions.mean(0, keepdim=True), actions).argmin())]
+        nearest = torch.cdist(actions[chosen], actions)[0]
+        for _ in range(size - 1):
+            chosen.append(int(nearest.argmax()))
+            nearest = torch.minimum(nearest, torch.cdist(actions[chosen[-1:]], actions)[0])
+        return ActionPool(actions[chosen])
+
     def nearest(self, actions: torch.Tensor) -> torch.Tensor:
         """Index of the pool entry nearest in L2 to each action `(B, A)` -> `(B,)`."""
         return torch.cdist(actions.float(), self.actions.to(actions.device)).argmin(dim=1)

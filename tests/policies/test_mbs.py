@@ -100,6 +100,21 @@ def test_loss_matches_its_definition():
     assert set(logs) == {'loss_dist', 'loss_dyn', 'direction_cos', 'top1'}
 
 
+def test_farthest_point_subset_covers_the_pool():
+    g = torch.Generator().manual_seed(0)
+    cluster = torch.nn.functional.normalize(
+        torch.tensor([1.0, 0.0, 0.0]) + 0.01 * torch.randn(200, 3, generator=g), dim=-1)
+    outliers = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
+    pool = ActionPool(torch.cat([cluster, outliers]))
+    subset = pool.farthest_point_subset(4)
+    assert len(subset) == 4
+    for direction in outliers:  # every isolated direction survives, the cluster keeps one
+        assert torch.isclose(subset.actions, direction).all(dim=1).any()
+    assert pool.farthest_point_subset(500) is pool
+    with pytest.raises(ValueError, match='max_pool_size'):
+        MbSConfig(max_pool_size=0)
+
+
 def test_pool_scores_equal_the_dynamics_on_every_pair():
     policy, directions, _ = _constructed_policy()
     model: MbSModel = policy.model

@@ -13,6 +13,7 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 from geometry_msgs.msg import PoseStamped  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, JointState, Joy  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -170,6 +171,76 @@ def test_policy_node_action_equals_select_action(ros_context, spinner, probe, bc
                                        header=_header(7)))
         wait_for(lambda: node.counts()['rejected'] >= before + 2, what='2 rejections')
         assert len(probe.messages('p/action')) == 1
+    finally:
+        spinner.remove(node)
+        node.release()
+        node.destroy_node()
+
+
+@pytest.fixture(scope='module')
+def l4s_checkpoint(tmp_path_factory):
+    from embodied_vision.policies.lang4sim2real import L4SBCConfig, L4SBCPolicy
+    torch.manual_seed(0)
+    policy = L4SBCPolicy(L4SBCConfig(image_size=32, hidden_dims=(16,), pad=0,
+                                     freeze_pretrained=False)).eval()
+    return policy, policy.save_pretrained(tmp_path_factory.mktemp('l4s') / 'policy')
+
+
+def test_policy_node_runs_an_image_policy(ros_context, spinner, probe, l4s_checkpoint):
+    """A Lang4Sim2Real policy reads the frame + instruction + state; bad frames are counted."""
+    policy, path = l4s_checkpoint
+    node = PolicyNode('l4s_policy_node', context=ros_context, parameter_overrides=_overrides(
+        policy_type='checkpoint', policy_path=str(path), require_embedding=False,
+        image_topic='q/image', ee_pose_topic='q/ee_pose', gripper_topic='q/gripper',
+        action_topic='q/action', instruction_topic='q/instruction', domain='real',
+        log_throttle_period=0.0))
+    spinner.add(node)
+    try:
+        assert node.bring_up()
+        assert set(node.required) == {'observation.image', 'observation.instruction',
+                                      OBS_STATE}
+        probe.listen(Joy, 'q/action')
+        pubs = {topic: probe.publisher(kind, topic) for topic, kind in (
+            ('q/image', Image), ('q/ee_pose', PoseStamped), ('q/gripper', JointState))}
+        for topic, pub in pubs.items():
+            wait_matched(pub, node, topic)
+        wait_for(lambda: probe.node.count_publishers('q/action') >= 1, what='action pub')
+        rng = np.random.default_rng(2)
+        frame = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        state = rng.normal(size=8).astype(np.float32)
+
+        def send(sec, image_msg):
+            pose = PoseStamped(header=_header(sec))
+            p, o = pose.pose.position, pose.pose.orientation
+            p.x, p.y, p.z, o.w, o.x, o.y, o.z = (float(v) for v in state[:7])
+            pubs['q/image'].publish(image_msg)
+            pubs['q/ee_pose'].publish(pose)
+            pubs['q/gripper'].publish(JointState(header=_header(sec), name=['gripper_width'],
+                                                 position=[float(state[7])]))
+
+        send(3, numpy_to_image(frame, 'rgb8', header=_header(3)))  # before any instruction
+        wait_for(lambda: node.counts().get('rejected', 0) >= 1, what='no-instruction reject')
+        instruction = 'put the carrot in the bowl'
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        instruction_pub = probe.publisher(String, 'q/instruction', latched)
+        wait_matched(instruction_pub, node, 'q/instruction')
+        instruction_pub.publish(String(data=instruction))
+        wait_for(lambda: node._instruction == instruction, what='instruction')
+        send(4, numpy_to_image(frame[..., ::-1].copy(), 'bgr8', header=_header(4)))
+        wait_for(lambda: probe.messages('q/action'), what='action')
+        (action,) = probe.messages('q/action')
+        assert action.header.stamp.sec == 4
+        expected = policy.select_action({'image': frame, 'proprio': state,
+                                         'instruction': instruction, 'domain': 'real'})
+        np.testing.assert_allclose(action.axes, expected, rtol=1e-5, atol=1e-6)
+        sim_prefixed = policy.select_action({'image': frame, 'proprio': state,
+                                             'instruction': instruction, 'domain': 'sim'})
+        assert not np.allclose(sim_prefixed, expected)  # the domain prefix reaches FiLM
+
+        before = node.counts()['rejected']
+        send(5, numpy_to_image(frame[..., 0].copy(), 'mono8', header=_header(5)))
+        wait_for(lambda: node.counts()['rejected'] >= before + 1, what='mono8 reject')
+        assert len(probe.messages('q/action')) == 1
     finally:
         spinner.remove(node)
         node.release()
