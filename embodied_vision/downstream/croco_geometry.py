@@ -228,12 +228,14 @@ class PairGeometryModel(nn.Module):
         layers = [t[:batch] for t in enc[:-1]] + [feats[:batch]] + dec[:-1] + [tokens]
         return [layers[h] for h in self.hooks], tokens, grid
 
-    def forward_outputs(self, pair: torch.Tensor) -> dict:
+    def forward_outputs(self, pair: torch.Tensor, depth: bool = True,
+                        pose: bool = True) -> dict:
         """Raw head outputs for a `(B, 6, H, W)` 0..255 pair (what the losses use).
 
         Returns `log_depth (B, 1, H, W)`, `log_scale (B, 1, H, W)` or None (Laplacian
         log-scale of log-depth), `rotation_6d (B, 6)`, `rotation (B, 3, 3)`,
-        `translation_raw (B, 3)`, `translation (B, 3)` unit vector.
+        `translation_raw (B, 3)`, `translation (B, 3)` unit vector; `depth=False` /
+        `pose=False` skip a head (its keys are then absent).
         """
         size = self._check_pair(pair)
         if self.backbone_frozen:
@@ -241,16 +243,19 @@ class PairGeometryModel(nn.Module):
                 hooked, tokens, grid = self._backbone_tokens(pair)
         else:
             hooked, tokens, grid = self._backbone_tokens(pair)
-        dense = self.depth_head(hooked, grid, size)
-        log_depth = dense[:, :1].clamp(*_LOG_DEPTH_RANGE)
-        log_scale = None
-        if self.depth_confidence:
-            log_scale = _MAX_LOG_SCALE * torch.tanh(dense[:, 1:2] / _MAX_LOG_SCALE)
-        pose = self.pose_head(tokens, grid)
-        rotation = rotation_6d_to_matrix(pose[:, :6])
-        return {'log_depth': log_depth, 'log_scale': log_scale, 'rotation_6d': pose[:, :6],
-                'rotation': rotation, 'translation_raw': pose[:, 6:],
-                'translation': F.normalize(pose[:, 6:], dim=-1, eps=1e-8)}
+        out = {}
+        if depth:
+            dense = self.depth_head(hooked, grid, size)
+            out['log_depth'] = dense[:, :1].clamp(*_LOG_DEPTH_RANGE)
+            out['log_scale'] = None
+            if self.depth_confidence:
+                out['log_scale'] = _MAX_LOG_SCALE * torch.tanh(dense[:, 1:2] / _MAX_LOG_SCALE)
+        if pose:
+            raw = self.pose_head(tokens, grid)
+            out.update({'rotation_6d': raw[:, :6], 'rotation': rotation_6d_to_matrix(raw[:, :6]),
+                        'translation_raw': raw[:, 6:],
+                        'translation': F.normalize(raw[:, 6:], dim=-1, eps=1e-8)})
+        return out
 
     def forward(self, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """`(depth (B, 1, H, W) metres, pose (B, 9))` for a `(B, 6, H, W)` 0..255 pair.
