@@ -47,6 +47,7 @@ CLI := $(VENV)/bin/embodied-vision
 MBS_VIDEOS ?= 60
 MBS_STEPS ?= 5000
 MBS_SIZE ?= 128
+MBS_POOL ?= null
 EVAL_EPISODES ?= 50
 EVAL_SEEDS ?= 0 1 2
 MBS_RUN ?= runs/mbs_eval
@@ -55,7 +56,8 @@ eval-mbs: $(STAMP)
 		expert_noise=0.3 progress=false out=$(MBS_RUN)/pick_videos.hdf5
 	$(CLI) train experiment=mbs_pickplace task.videos=[$(MBS_RUN)/pick_videos.hdf5] \
 		task.image_size=$(MBS_SIZE) task.resize_to=$$(( $(MBS_SIZE) * 15 / 14 )) \
-		trainer.max_steps=$(MBS_STEPS) hydra.run.dir=$(MBS_RUN)/mbs
+		task.max_pool_size=$(MBS_POOL) trainer.max_steps=$(MBS_STEPS) \
+		hydra.run.dir=$(MBS_RUN)/mbs
 	$(CLI) train experiment=bc_mlp task.episodes=[$(MBS_RUN)/pick_videos.hdf5] task.camera=wrist \
 		task.image_size=$(MBS_SIZE) trainer.max_steps=$(MBS_STEPS) hydra.run.dir=$(MBS_RUN)/bc
 	$(CLI) evaluate $(MBS_RUN)/mbs/policy $(MBS_RUN)/bc/policy --task PickPlace \

@@ -14,6 +14,8 @@ nodes in one `MultiThreadedExecutor`, configures them in file order and activate
 consumers before the sims (so the first observation finds its subscribers), runs until every
 sim finished `max_episodes` (or `--episodes`), or `--duration` seconds passed, then prints the
 success rate and the per-stage latency of every node and shuts everything down cleanly.
+`--set NODE.PARAM=VALUE` (repeatable; VALUE read as YAML) overrides one parameter, e.g.
+`--set policy_node.policy_path=runs/lang4sim2real/distance_0/policy`.
 """
 import argparse
 import json
@@ -22,7 +24,7 @@ import sys
 import threading
 import time
 
-__all__ = ['NODE_CLASSES', 'main', 'node_class_for', 'read_config']
+__all__ = ['NODE_CLASSES', 'main', 'node_class_for', 'parse_overrides', 'read_config']
 
 #: executable name -> 'module:Class' (imported lazily)
 NODE_CLASSES = {
@@ -64,6 +66,23 @@ def read_config(path: str | Path) -> dict[str, dict]:
     return nodes
 
 
+def parse_overrides(items: list[str], nodes) -> dict[str, dict]:
+    """`['policy_node.policy_path=x', ...]` -> `{'policy_node': {'policy_path': 'x'}}`."""
+    import yaml
+    parsed: dict[str, dict] = {}
+    for item in items:
+        target, sep, raw = item.partition('=')
+        node, dot, name = target.partition('.')
+        if not sep or not dot or not node or not name:
+            raise ValueError(f'--set {item!r}: expected NODE.PARAM=VALUE, e.g. '
+                             'policy_node.policy_path=runs/x/policy')
+        if node not in nodes:
+            raise ValueError(f'--set {item!r}: node {node!r} is not in the config '
+                             f'(nodes: {sorted(nodes)})')
+        parsed.setdefault(node, {})[name] = yaml.safe_load(raw) if raw else ''
+    return parsed
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='embodied-vision pipeline', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument('--timeout', type=float, default=900.0,
                         help='give up (exit 1) when the episodes are not done by then')
     parser.add_argument('--json', default=None, help='also write the summary as JSON')
+    parser.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
+                        dest='overrides', help='override a parameter (repeatable; YAML value)')
     parser.add_argument('--log-level', default='warn',
                         choices=['debug', 'info', 'warn', 'error', 'fatal'])
     return parser
@@ -89,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = read_config(args.config)
     kinds = {name: node_class_for(name) for name in config}
+    overridden = parse_overrides(args.overrides, config)
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f'--episodes must be >= 1, got {args.episodes}')
     context = rclpy.Context()
@@ -97,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     nodes, executor, spin_thread = [], None, None
     try:
         for name, (executable, cls) in kinds.items():
-            overrides = []
+            overrides = [Parameter(key, value=value)
+                         for key, value in overridden.get(name, {}).items()]
             if executable == 'sim_node' and args.episodes is not None:
                 overrides.append(Parameter('max_episodes', value=args.episodes))
             nodes.append(cls(name, context=context, parameter_overrides=overrides))

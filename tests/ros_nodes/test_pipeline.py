@@ -9,9 +9,15 @@ import yaml
 rclpy = pytest.importorskip('rclpy')
 pytest.importorskip('mujoco')
 os.environ.setdefault('MUJOCO_GL', 'egl')
-from embodied_vision.ros_nodes.pipeline import main, node_class_for, read_config  # noqa: E402
+from embodied_vision.ros_nodes.pipeline import (  # noqa: E402
+    main,
+    node_class_for,
+    parse_overrides,
+    read_config,
+)
 
-DEMO = Path(__file__).resolve().parents[2] / 'launch' / 'config' / 'demo.yaml'
+CONFIGS = Path(__file__).resolve().parents[2] / 'launch' / 'config'
+DEMO = CONFIGS / 'demo.yaml'
 
 
 def _config(tmp_path, **encoder):
@@ -54,3 +60,37 @@ def test_config_is_checked(tmp_path):
     with pytest.raises(ValueError, match='ros__parameters'):
         read_config(path)
     assert node_class_for('wrist_encoder_node')[0] == 'encoder_node'
+
+
+def test_lang4sim2real_policy_closes_the_loop(tmp_path, capsys):
+    """A saved l4s_bc policy drives the real-domain sim through policy_node (no encoder)."""
+    import torch
+
+    from embodied_vision.policies.lang4sim2real import L4SBCConfig, L4SBCPolicy
+    torch.manual_seed(0)
+    policy = L4SBCPolicy(L4SBCConfig(image_size=32, hidden_dims=(16,), pad=0,
+                                     freeze_pretrained=False))
+    path = policy.save_pretrained(tmp_path / 'policy')
+    summary = tmp_path / 'summary.json'
+    config = CONFIGS / 'lang4sim2real.yaml'
+    assert main([str(config), '--episodes', '1', '--timeout', '300', '--json', str(summary),
+                 '--set', f'policy_node.policy_path={path}', '--set', 'sim_node.task=Reach',
+                 '--set', 'sim_node.max_episode_steps=12', '--set', 'sim_node.image_width=32',
+                 '--set', 'sim_node.image_height=32']) == 0
+    nodes = json.loads(summary.read_text())['nodes']
+    (episode,) = nodes['sim_node']['episodes']
+    assert episode['steps'] == 12
+    counts = nodes['policy_node']['counts']
+    assert counts['published'] >= 12 and counts['rejected'] == 0
+
+
+def test_overrides_are_parsed_and_checked():
+    nodes = {'sim_node': {}, 'policy_node': {}}
+    assert parse_overrides(['sim_node.max_episodes=3', 'policy_node.policy_path=a/b',
+                            'sim_node.cameras=[front, wrist]'], nodes) == {
+        'sim_node': {'max_episodes': 3, 'cameras': ['front', 'wrist']},
+        'policy_node': {'policy_path': 'a/b'}}
+    with pytest.raises(ValueError, match='NODE.PARAM=VALUE'):
+        parse_overrides(['max_episodes=3'], nodes)
+    with pytest.raises(ValueError, match='encoder_node'):
+        parse_overrides(['encoder_node.backend=eager'], nodes)
