@@ -105,6 +105,8 @@ L4S_BC_STEPS ?= 20000
 L4S_SEEDS ?= 0 1 2
 L4S_TASKS ?= PickPlace Stack Push
 L4S_RUN ?= runs/lang4sim2real
+# episodes of the language-distance policy closed loop through sim_node + policy_node
+L4S_LOOP_EPISODES ?= 5
 L4S_COLLECT = $(CLI) collect n=$(L4S_SIM) cameras=[front] size=$(L4S_SIZE) depth=false \
 	progress=false
 L4S_BC = $(CLI) train experiment=lang4sim2real_bc task.policy.image_size=$(L4S_SIZE) \
@@ -143,3 +145,7 @@ eval-lang4sim2real: $(STAMP)
 		sim_target=$(L4S_RUN)/sim_target_$(s)/policy domain_rand=$(L4S_RUN)/domain_rand_$(s)/policy) \
 		--task PickPlace --domain real --episodes $(EVAL_EPISODES) --seeds 0 \
 		--plot $(L4S_RUN)/table.png --json $(L4S_RUN)/table.json
+	$(CLI) pipeline launch/config/lang4sim2real.yaml --episodes $(L4S_LOOP_EPISODES) \
+		--set policy_node.policy_path=$(L4S_RUN)/distance_$(firstword $(L4S_SEEDS))/policy \
+		--set sim_node.image_width=$(L4S_SIZE) --set sim_node.image_height=$(L4S_SIZE) \
+		--json $(L4S_RUN)/closed_loop_ros.json
