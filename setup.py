@@ -97,6 +97,7 @@ setup(
             'sim_node = embodied_vision.ros_nodes.sim_node:main',
             'policy_node = embodied_vision.ros_nodes.policy_node:main',
             'planner_node = embodied_vision.ros_nodes.planner_node:main',
+            'pair_node = embodied_vision.ros_nodes.pair_node:main',
         ],
     },
 )

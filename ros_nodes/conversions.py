@@ -1,4 +1,5 @@
-"""sensor_msgs <-> numpy without Python loops: Image, CompressedImage, CameraInfo, PointCloud2.
+"""sensor_msgs <-> numpy without Python loops: Image, CompressedImage, CameraInfo, PointCloud2;
+plus PoseStamped from a rotation and translation, and DisparityImage from depth.
 
 Pure functions, no ROS graph. Readers are duck-typed: they take rclpy messages and
 rosbags-deserialised ones alike (same field names; rosbags gives numpy arrays for `data`).
@@ -20,7 +21,8 @@ __all__ = [
     'image_fields_from_cdr', 'ImageFields', 'depth_to_metres', 'numpy_to_image',
     'compressed_image_to_numpy', 'camera_info_to_intrinsics',
     'intrinsics_to_camera_info', 'pointfields_to_dtype', 'pointcloud2_to_numpy',
-    'numpy_to_pointcloud2', 'unpack_rgb', 'pack_rgb',
+    'numpy_to_pointcloud2', 'unpack_rgb', 'pack_rgb', 'rotation_to_quaternion',
+    'pose_stamped_from_rt', 'depth_to_disparity_image',
 ]
 
 # encoding -> (dtype, channels)
@@ -500,4 +502,99 @@ def numpy_to_pointcloud2(points, colors=None, intensity=None, header=None, frame
     msg.row_step = msg.point_step * n
     msg.is_dense = bool(np.all(np.isfinite(points)))
     _to_wire(msg, cloud.view(np.uint8).reshape(-1))
+    return msg
+
+
+def rotation_to_quaternion(rotation):
+    """(3, 3) rotation matrix -> unit quaternion (x, y, z, w), the geometry_msgs order, w >= 0.
+
+    Shepperd's method (the largest of w, x, y, z is computed from the trace, the others from
+    off-diagonal sums), accurate near 180-degree turns. Raises ValueError for a matrix that is
+    not finite, orthonormal within 1e-3 and of determinant +1.
+    """
+    r = np.asarray(rotation, np.float64)
+    if r.shape != (3, 3) or not np.all(np.isfinite(r)):
+        raise ValueError(f'rotation must be a finite 3x3 matrix, got shape {r.shape}')
+    if np.abs(r @ r.T - np.eye(3)).max() > 1e-3 or np.linalg.det(r) < 0:
+        raise ValueError(f'rotation is not a proper rotation (orthonormal, det +1): '
+                         f'{r.round(4).tolist()}')
+    diagonal = np.array([np.trace(r), r[0, 0], r[1, 1], r[2, 2]])
+    k = int(np.argmax(diagonal))
+    if k == 0:
+        s = 2.0 * np.sqrt(1.0 + diagonal[0])
+        w, x, y, z = s / 4, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, \
+            (r[1, 0] - r[0, 1]) / s
+    elif k == 1:
+        s = 2.0 * np.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
+        w, x, y, z = (r[2, 1] - r[1, 2]) / s, s / 4, (r[0, 1] + r[1, 0]) / s, \
+            (r[0, 2] + r[2, 0]) / s
+    elif k == 2:
+        s = 2.0 * np.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
+        w, x, y, z = (r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, s / 4, \
+            (r[1, 2] + r[2, 1]) / s
+    else:
+        s = 2.0 * np.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
+        w, x, y, z = (r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, \
+            (r[1, 2] + r[2, 1]) / s, s / 4
+    quat = np.array([x, y, z, w])
+    quat /= np.linalg.norm(quat)
+    return -quat if quat[3] < 0 else quat
+
+
+def pose_stamped_from_rt(rotation, translation, header=None, frame_id=''):
+    """Rotation (3, 3) + translation (3,) -> geometry_msgs/PoseStamped.
+
+    The pose of a frame B in frame A when `x_A = rotation @ x_B + translation`: position =
+    translation, orientation = `rotation_to_quaternion(rotation)`. `frame_id` is used when
+    `header` is None.
+    """
+    from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion
+    from std_msgs.msg import Header
+
+    t = np.asarray(translation, np.float64).reshape(-1)
+    if t.size != 3 or not np.all(np.isfinite(t)):
+        raise ValueError(f'translation must be 3 finite values, got {t.tolist()}')
+    x, y, z, w = rotation_to_quaternion(rotation).tolist()
+    return PoseStamped(
+        header=header if header is not None else Header(frame_id=frame_id),
+        pose=Pose(position=Point(x=float(t[0]), y=float(t[1]), z=float(t[2])),
+                  orientation=Quaternion(x=x, y=y, z=z, w=w)))
+
+
+def depth_to_disparity_image(depth, focal_length, baseline, header=None):
+    """Depth (H, W) metres -> stereo_msgs/DisparityImage, `disparity = f * baseline / depth`.
+
+    Args:
+        depth: metric depth of the reference (left) view; values <= 0 or not finite give a
+            NaN disparity (invalid).
+        focal_length: `f` in pixels of `depth`'s resolution.
+        baseline: `t`, the distance between the two cameras, metres.
+        header: stamped on the message and on its `image`.
+
+    The image is 32FC1; `valid_window` covers the image; `min_disparity` / `max_disparity`
+    are the range of the finite disparities (0, 0 when there are none); `delta_d` is 0: the
+    disparity is regressed, not searched in steps.
+    """
+    from stereo_msgs.msg import DisparityImage
+
+    depth = np.asarray(depth, np.float32)
+    if depth.ndim != 2:
+        raise ValueError(f'depth must have shape (H, W), got {depth.shape}')
+    if not (np.isfinite(focal_length) and focal_length > 0):
+        raise ValueError(f'focal_length must be > 0 pixels, got {focal_length!r}')
+    if not (np.isfinite(baseline) and baseline > 0):
+        raise ValueError(f'baseline must be > 0 metres, got {baseline!r}')
+    valid = np.isfinite(depth) & (depth > 0)
+    disparity = np.full(depth.shape, np.nan, np.float32)
+    np.divide(np.float32(focal_length * baseline), depth, out=disparity, where=valid)
+    msg = DisparityImage()
+    if header is not None:
+        msg.header = header
+    numpy_to_image(disparity, '32FC1', header=msg.header, msg=msg.image)
+    msg.f, msg.t = float(focal_length), float(baseline)
+    msg.valid_window.width, msg.valid_window.height = int(depth.shape[1]), int(depth.shape[0])
+    finite = disparity[np.isfinite(disparity)]
+    if finite.size:
+        msg.min_disparity, msg.max_disparity = float(finite.min()), float(finite.max())
+    msg.delta_d = 0.0
     return msg

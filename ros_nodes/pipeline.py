@@ -32,6 +32,7 @@ NODE_CLASSES = {
     'encoder_node': 'embodied_vision.ros_nodes.encoder_node:EncoderNode',
     'policy_node': 'embodied_vision.ros_nodes.policy_node:PolicyNode',
     'planner_node': 'embodied_vision.ros_nodes.planner_node:PlannerNode',
+    'pair_node': 'embodied_vision.ros_nodes.pair_node:PairNode',
 }
 
 

@@ -5,10 +5,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from embodied_vision.geometry.rotations import quat_to_matrix
 from embodied_vision.ros_nodes.conversions import (
     IMAGE_ENCODINGS,
     camera_info_to_intrinsics,
     compressed_image_to_numpy,
+    depth_to_disparity_image,
     depth_to_metres,
     image_from_cdr,
     image_to_numpy,
@@ -17,6 +19,8 @@ from embodied_vision.ros_nodes.conversions import (
     numpy_to_pointcloud2,
     pack_rgb,
     pointcloud2_to_numpy,
+    pose_stamped_from_rt,
+    rotation_to_quaternion,
     unpack_rgb,
 )
 
@@ -460,3 +464,67 @@ def test_image_from_cdr_bad_buffers(msgs):
             image_from_cdr(pytest.importorskip('rclpy.serialization').serialize_message(msg))
     with pytest.raises(ValueError):
         image_from_cdr(b'')
+
+
+def _rotation(axis, angle):
+    """Rodrigues' formula, independent of the quaternion code under test."""
+    axis = np.asarray(axis, np.float64) / np.linalg.norm(axis)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
+def test_rotation_to_quaternion_round_trips_every_branch():
+    cases = [np.eye(3), _rotation([0, 0, 1], np.pi / 2), _rotation([1, 2, 3], 0.3)]
+    # near 180 degrees about each axis: w ~ 0, so x, y or z is the largest component
+    cases += [_rotation(axis, np.pi - 1e-3) for axis in np.eye(3)]
+    cases += [_rotation(RNG.normal(size=3), RNG.uniform(0, np.pi)) for _ in range(20)]
+    for rotation in cases:
+        x, y, z, w = rotation_to_quaternion(rotation)
+        assert w >= 0 and np.isclose(np.linalg.norm([x, y, z, w]), 1.0)
+        np.testing.assert_allclose(quat_to_matrix([w, x, y, z]), rotation, atol=1e-9)
+    x, y, z, w = rotation_to_quaternion(_rotation([0, 0, 1], np.pi / 2))
+    np.testing.assert_allclose([x, y, z, w], [0, 0, np.sqrt(0.5), np.sqrt(0.5)], atol=1e-12)
+    with pytest.raises(ValueError, match='proper rotation'):
+        rotation_to_quaternion(np.diag([1.0, 1.0, -1.0]))  # a reflection
+    with pytest.raises(ValueError, match='proper rotation'):
+        rotation_to_quaternion(2 * np.eye(3))
+    with pytest.raises(ValueError, match='finite 3x3'):
+        rotation_to_quaternion(np.full((3, 3), np.nan))
+
+
+def test_pose_stamped_from_rt(msgs):
+    geometry = pytest.importorskip('geometry_msgs.msg')
+    rotation = _rotation([0.2, -1, 0.5], 1.1)
+    header = msgs.Image().header
+    header.frame_id, header.stamp.sec = 'left_optical_frame', 7
+    msg = pose_stamped_from_rt(rotation, [0.1, -0.2, 0.3], header=header)
+    assert isinstance(msg, geometry.PoseStamped)
+    assert msg.header.frame_id == 'left_optical_frame' and msg.header.stamp.sec == 7
+    p, o = msg.pose.position, msg.pose.orientation
+    assert (p.x, p.y, p.z) == (0.1, -0.2, 0.3)
+    np.testing.assert_allclose(quat_to_matrix([o.w, o.x, o.y, o.z]), rotation, atol=1e-9)
+    assert pose_stamped_from_rt(np.eye(3), [0, 0, 0], frame_id='cam').header.frame_id == 'cam'
+    with pytest.raises(ValueError, match='3 finite values'):
+        pose_stamped_from_rt(np.eye(3), [0, np.inf, 0])
+
+
+def test_depth_to_disparity_image(msgs):
+    stereo = pytest.importorskip('stereo_msgs.msg')
+    depth = np.array([[1.0, 2.0, 4.0], [0.0, np.nan, 0.5]], np.float32)
+    header = msgs.Image().header
+    header.frame_id = 'left'
+    msg = depth_to_disparity_image(depth, 100.0, 0.06, header=header)
+    assert isinstance(msg, stereo.DisparityImage)
+    assert msg.header.frame_id == 'left' and msg.image.header.frame_id == 'left'
+    assert (msg.image.encoding, msg.image.height, msg.image.width) == ('32FC1', 2, 3)
+    disparity = image_to_numpy(msg.image)
+    np.testing.assert_allclose(disparity[0], [6.0, 3.0, 1.5], rtol=1e-6)
+    assert np.isnan(disparity[1, :2]).all() and np.isclose(disparity[1, 2], 12.0)
+    assert (msg.f, msg.t, msg.delta_d) == (100.0, pytest.approx(0.06), 0.0)
+    assert (msg.min_disparity, msg.max_disparity) == (1.5, 12.0)
+    assert (msg.valid_window.width, msg.valid_window.height) == (3, 2)
+    for f, baseline in ((0.0, 0.1), (100.0, -0.1), (np.nan, 0.1)):
+        with pytest.raises(ValueError, match='must be > 0'):
+            depth_to_disparity_image(depth, f, baseline)
+    with pytest.raises(ValueError, match=r'\(H, W\)'):
+        depth_to_disparity_image(depth[None], 100.0, 0.1)
