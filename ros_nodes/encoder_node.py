@@ -37,7 +37,6 @@ bgr8, rgba8, bgra8, mono8; step/size mismatch; truncated data) is logged with a 
 counted as `rejected`, and produces no output.
 """
 import re
-import threading
 import time
 import warnings
 
@@ -53,8 +52,8 @@ from embodied_vision.ros_nodes.conversions import (
     numpy_to_image,
 )
 from embodied_vision.ros_nodes.lifecycle_base import (
-    LatestSlot,
     ManagedNode,
+    NewestItemWorker,
     ParamSpec,
     TransitionCallbackReturn,
     run_node,
@@ -115,10 +114,8 @@ class EncoderNode(ManagedNode):
         self.input_size: tuple[int, int] | None = None
         self._publisher = None
         self._subscription = None
-        self._worker: threading.Thread | None = None
         self._device = None
-        self._slot = LatestSlot()
-        self._running = threading.Event()
+        self._worker = NewestItemWorker(self, self.process, 'encoder_worker')
         super().__init__(node_name, **kwargs)
 
     def validate_parameter(self, name: str, value) -> str:
@@ -182,9 +179,6 @@ class EncoderNode(ManagedNode):
             f'{self.model.parity}')
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self._slot.reopen()
-        self._running.set()
-        self._worker = threading.Thread(target=self._work, name='encoder_worker', daemon=True)
         self._worker.start()
         raw = self.param('raw_input')
         self._subscription = self.create_subscription(
@@ -200,11 +194,7 @@ class EncoderNode(ManagedNode):
         if self._subscription is not None:
             self.destroy_subscription(self._subscription)
             self._subscription = None
-        self._running.clear()
-        self._slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=10.0)
-            self._worker = None
+        self._worker.stop()
 
     def release(self) -> None:
         self._stop()
@@ -227,7 +217,7 @@ class EncoderNode(ManagedNode):
         frame = self.convert(msg)
         if frame is None:
             return
-        if self._slot.put((msg.header, frame, arrived, time.perf_counter() - arrived)):
+        if self._worker.submit((msg.header, frame, arrived, time.perf_counter() - arrived)):
             self.count('dropped')
 
     def _on_raw_image(self, data: bytes) -> None:
@@ -245,7 +235,7 @@ class EncoderNode(ManagedNode):
             return
         header = Header(stamp=Time(sec=fields['stamp_sec'], nanosec=fields['stamp_nanosec']),
                         frame_id=fields['frame_id'])
-        if self._slot.put((header, frame, arrived, time.perf_counter() - arrived)):
+        if self._worker.submit((header, frame, arrived, time.perf_counter() - arrived)):
             self.count('dropped')
 
     def convert(self, msg: Image) -> np.ndarray | None:
@@ -260,16 +250,6 @@ class EncoderNode(ManagedNode):
             self.reject('malformed', str(err))
             return None
         return np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame
-
-    def _work(self) -> None:
-        while self._running.is_set():
-            item = self._slot.get(timeout=0.2)
-            if item is None:
-                continue
-            try:
-                self.process(*item)
-            except Exception as err:  # a bug must not kill the worker silently
-                self.reject('internal', f'{type(err).__name__}: {err}')
 
     def preprocess(self, frame: np.ndarray):
         """RGB uint8 (H, W, 3) -> (1, 3, h, w) uint8 on the model's device.

@@ -35,8 +35,8 @@ from rclpy.qos import (
     qos_profile_system_default,
 )
 
-__all__ = ['LatestSlot', 'ManagedNode', 'ParamSpec', 'QOS_CHOICES', 'StageTimer', 'make_qos',
-           'run_node', 'TransitionCallbackReturn']
+__all__ = ['LatestSlot', 'ManagedNode', 'NewestItemWorker', 'ParamSpec', 'QOS_CHOICES',
+           'StageTimer', 'make_qos', 'run_node', 'TransitionCallbackReturn']
 
 QOS_CHOICES = ('sensor_data', 'reliable', 'best_effort', 'system_default')
 
@@ -179,6 +179,47 @@ class LatestSlot:
             self._item = None
 
 
+class NewestItemWorker:
+    """One thread that runs `process(*item)` on the newest item of a `LatestSlot`.
+
+    `submit(item)` never blocks (it returns True when an unprocessed item was replaced: a
+    drop); an exception in `process` is rejected on `node` as `internal` and the worker goes
+    on. `start()` on activate, `stop()` on deactivate/cleanup (joins the thread).
+    """
+
+    def __init__(self, node: 'ManagedNode', process, name: str):
+        self.node, self.process, self.name = node, process, name
+        self._slot = LatestSlot()
+        self._running = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._slot.reopen()
+        self._running.set()
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: tuple) -> bool:
+        return self._slot.put(item)
+
+    def stop(self) -> None:
+        self._running.clear()
+        self._slot.close()
+        if self._thread is not None:
+            self._thread.join(timeout=10.0)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while self._running.is_set():
+            item = self._slot.get(timeout=0.2)
+            if item is None:
+                continue
+            try:
+                self.process(*item)
+            except Exception as err:  # a bug must not kill the worker silently
+                self.node.reject('internal', f'{type(err).__name__}: {err}')
+
+
 class ManagedNode(LifecycleNode):
     """LifecycleNode base: the parameter table, diagnostics and bad-input accounting.
 
@@ -279,6 +320,20 @@ class ManagedNode(LifecycleNode):
             self._throttle[key] = (now, 0)
         more = f' ({suppressed} similar since the last report)' if suppressed else ''
         self.get_logger().error(f'dropped bad input [{key}]: {message}{more}')
+
+    def warn_throttled(self, key: str, message: str) -> None:
+        """Count `key` and log `message` as a warning at most once per
+        `log_throttle_period` (for expected gaps, e.g. no goal or CameraInfo yet)."""
+        self.count(key)
+        now = time.monotonic()
+        with self._counts_lock:
+            last, suppressed = self._throttle.get(('warning', key), (float('-inf'), 0))
+            if now - last < self.param('log_throttle_period'):
+                self._throttle[('warning', key)] = (last, suppressed + 1)
+                return
+            self._throttle[('warning', key)] = (now, 0)
+        more = f' ({suppressed} more since the last warning)' if suppressed else ''
+        self.get_logger().warning(f'{message}{more}')
 
     # ----------------------------------------------------------------------- diagnostics
     def diagnostic_values(self) -> dict[str, str]:

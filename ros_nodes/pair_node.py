@@ -42,7 +42,6 @@ output. Stages timed: `convert` (both views), `sync_wait` (first view's arrival 
 complete), `queue`, `preprocess`, `inference`, `postprocess`, `publish`, `total`.
 """
 import re
-import threading
 import time
 import warnings
 
@@ -64,8 +63,8 @@ from embodied_vision.ros_nodes.conversions import (
     pose_stamped_from_rt,
 )
 from embodied_vision.ros_nodes.lifecycle_base import (
-    LatestSlot,
     ManagedNode,
+    NewestItemWorker,
     ParamSpec,
     TransitionCallbackReturn,
     run_node,
@@ -137,12 +136,7 @@ class PairNode(ManagedNode):
         self._inputs: list = []
         self._sync: ApproximateTimeSync | None = None
         self._camera_info: tuple[float, int] | None = None
-        self._slot = LatestSlot()
-        self._running = threading.Event()
-        self._worker: threading.Thread | None = None
-        self._warned_at = float('-inf')
-        self._warn_suppressed = 0
-        self._warn_lock = threading.Lock()
+        self._worker = NewestItemWorker(self, self.process, 'pair_worker')
         super().__init__(node_name, **kwargs)
         self.add_post_set_parameters_callback(self._after_set_parameters)
 
@@ -202,9 +196,6 @@ class PairNode(ManagedNode):
         self._sync = ApproximateTimeSync(self.param('queue_size'), self.param('slop'),
                                          self.param('inter_message_lower_bound'))
         self._camera_info = None
-        self._slot.reopen()
-        self._running.set()
-        self._worker = threading.Thread(target=self._work, name='pair_worker', daemon=True)
         self._worker.start()
         raw, qos = self.param('raw_input'), self.qos('input')
         callbacks = (self._on_raw_view1, self._on_raw_view2) if raw else \
@@ -223,11 +214,7 @@ class PairNode(ManagedNode):
 
     def _stop(self) -> None:
         self._inputs = self.drop_subscriptions(self._inputs)
-        self._running.clear()
-        self._slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=10.0)
-            self._worker = None
+        self._worker.stop()
 
     def release(self) -> None:
         self._stop()
@@ -301,7 +288,7 @@ class PairNode(ManagedNode):
             self.count('dropped', dropped)
         for pair in pairs:
             self.count('pairs')
-            if self._slot.put((pair, time.perf_counter())):
+            if self._worker.submit((pair, time.perf_counter())):
                 self.count('dropped', 2)  # an unprocessed pair was replaced by a newer one
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -317,16 +304,6 @@ class PairNode(ManagedNode):
         self._camera_info = (fx, intrinsics['width'])
 
     # ----------------------------------------------------------------------- model
-    def _work(self) -> None:
-        while self._running.is_set():
-            item = self._slot.get(timeout=0.2)
-            if item is None:
-                continue
-            try:
-                self.process(*item)
-            except Exception as err:  # a bug must not kill the worker silently
-                self.reject('internal', f'{type(err).__name__}: {err}')
-
     def preprocess(self, frame: np.ndarray):
         """RGB uint8 (H, W, 3) -> (1, 3, h, w) float32 0..255 at the model's input size
         (the whole frame, antialiased bilinear; unchanged when already that size)."""
@@ -404,17 +381,9 @@ class PairNode(ManagedNode):
 
     def _warn_no_camera_info(self) -> None:
         """Count a disparity skipped for want of a CameraInfo; warn once per throttle period."""
-        self.count('no_camera_info')
-        now = time.monotonic()
-        with self._warn_lock:
-            if now - self._warned_at < self.param('log_throttle_period'):
-                self._warn_suppressed += 1
-                return
-            self._warned_at, suppressed, self._warn_suppressed = now, self._warn_suppressed, 0
-        more = f' ({suppressed} more since the last warning)' if suppressed else ''
-        self.get_logger().warning(
-            f'no CameraInfo on {self.param("camera_info_topic")} yet and focal_length is 0: '
-            f'disparity skipped, depth and pose published{more}')
+        self.warn_throttled('no_camera_info', f'no CameraInfo on '
+                            f'{self.param("camera_info_topic")} yet and focal_length is 0: '
+                            'disparity skipped, depth and pose published')
 
     def diagnostic_values(self) -> dict[str, str]:
         values = {'no_camera_info': str(self.counts().get('no_camera_info', 0)),

@@ -107,8 +107,6 @@ class PlannerNode(ManagedNode):
         self._latest_frame: tuple | None = None
         self._lock = threading.Lock()
         self._policy_lock = threading.Lock()
-        self._warned_at = float('-inf')
-        self._warn_suppressed = 0
         super().__init__(node_name, **kwargs)
         self.add_post_set_parameters_callback(self._after_set_parameters)
 
@@ -291,17 +289,9 @@ class PlannerNode(ManagedNode):
 
     def _warn_no_goal(self) -> None:
         """Count an observation seen without a goal; warn at most once per throttle period."""
-        self.count('no_goal')
-        now = time.monotonic()
-        with self._lock:
-            if now - self._warned_at < self.param('log_throttle_period'):
-                self._warn_suppressed += 1
-                return
-            self._warned_at, suppressed, self._warn_suppressed = now, self._warn_suppressed, 0
-        more = f' ({suppressed} more since the last warning)' if suppressed else ''
-        self.get_logger().warning(
-            f'no goal image yet: observation dropped, no action{more}; publish one on '
-            f'{self.param("goal_topic")} or call the capture_goal service')
+        self.warn_throttled('no_goal', f'no goal image yet: observation dropped, no action; '
+                            f'publish one on {self.param("goal_topic")} or call the '
+                            'capture_goal service')
 
     def _act(self, entry: dict) -> None:
         t0 = time.perf_counter()
