@@ -92,7 +92,8 @@ clean:
 	rm -rf $(VENV) build install log *.egg-info demo_output
 
 # Long run: the Lang4Sim2Real table. Many sim demos of three tasks, a few real-domain demos
-# of the target task (PickPlace); five arms x training seeds, evaluated in the real domain:
+# of the target task (L4S_TARGET, default PickPlace); five arms x training seeds, evaluated in
+# the real domain:
 # (a) language regression pretraining, (b) language distance pretraining, (c) no pretraining,
 # target demos only, (d) no pretraining, sim + target, (e) domain-randomised sim + target.
 # Smoke-size it with e.g. `make eval-lang4sim2real L4S_SIM=1 L4S_REAL=1 L4S_SIZE=32
@@ -104,6 +105,7 @@ L4S_PRE_STEPS ?= 3000
 L4S_BC_STEPS ?= 20000
 L4S_SEEDS ?= 0 1 2
 L4S_TASKS ?= PickPlace Stack Push
+L4S_TARGET ?= PickPlace
 L4S_RUN ?= runs/lang4sim2real
 # episodes of the language-distance policy closed loop through sim_node + policy_node
 L4S_LOOP_EPISODES ?= 5
@@ -116,11 +118,11 @@ eval-lang4sim2real: $(STAMP)
 		$(L4S_COLLECT) task=$$t domain=sim out=$(L4S_RUN)/data/$${t}_sim.hdf5 && \
 		$(L4S_COLLECT) task=$$t domain=sim domain_randomization=true \
 			out=$(L4S_RUN)/data/$${t}_dr.hdf5 || exit 1; done
-	$(CLI) collect task=PickPlace domain=real n=$(L4S_REAL) cameras=[front] size=$(L4S_SIZE) \
-		depth=false progress=false out=$(L4S_RUN)/data/PickPlace_real.hdf5
+	$(CLI) collect task=$(L4S_TARGET) domain=real n=$(L4S_REAL) cameras=[front] \
+		size=$(L4S_SIZE) depth=false progress=false out=$(L4S_RUN)/data/$(L4S_TARGET)_real.hdf5
 	sim=$$(for t in $(L4S_TASKS); do printf '%s,' $(L4S_RUN)/data/$${t}_sim.hdf5; done); \
 	dr=$$(for t in $(L4S_TASKS); do printf '%s,' $(L4S_RUN)/data/$${t}_dr.hdf5; done); \
-	real=$(L4S_RUN)/data/PickPlace_real.hdf5; \
+	real=$(L4S_RUN)/data/$(L4S_TARGET)_real.hdf5; \
 	for objective in regression distance; do \
 		$(CLI) train experiment=lang4sim2real_pretrain task.sim_episodes=[$${sim%,}] \
 			task.real_episodes=[$$real] task.objective=$$objective \
@@ -143,9 +145,9 @@ eval-lang4sim2real: $(STAMP)
 	$(CLI) evaluate $(foreach s,$(L4S_SEEDS),lang_regression=$(L4S_RUN)/regression_$(s)/policy \
 		lang_distance=$(L4S_RUN)/distance_$(s)/policy target_only=$(L4S_RUN)/target_only_$(s)/policy \
 		sim_target=$(L4S_RUN)/sim_target_$(s)/policy domain_rand=$(L4S_RUN)/domain_rand_$(s)/policy) \
-		--task PickPlace --domain real --episodes $(EVAL_EPISODES) --seeds 0 \
+		--task $(L4S_TARGET) --domain real --episodes $(EVAL_EPISODES) --seeds 0 \
 		--plot $(L4S_RUN)/table.png --json $(L4S_RUN)/table.json
 	$(CLI) pipeline launch/config/lang4sim2real.yaml --episodes $(L4S_LOOP_EPISODES) \
 		--set policy_node.policy_path=$(L4S_RUN)/distance_$(firstword $(L4S_SEEDS))/policy \
 		--set sim_node.image_width=$(L4S_SIZE) --set sim_node.image_height=$(L4S_SIZE) \
-		--json $(L4S_RUN)/closed_loop_ros.json
+		--set sim_node.task=$(L4S_TARGET) --json $(L4S_RUN)/closed_loop_ros.json
