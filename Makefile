@@ -103,6 +103,7 @@ L4S_REAL ?= 20
 L4S_SIZE ?= 128
 L4S_PRE_STEPS ?= 3000
 L4S_BC_STEPS ?= 20000
+L4S_BATCH ?= 228
 L4S_SEEDS ?= 0 1 2
 L4S_TASKS ?= PickPlace Stack Push
 L4S_TARGET ?= PickPlace
@@ -112,7 +113,7 @@ L4S_LOOP_EPISODES ?= 5
 L4S_COLLECT = $(CLI) collect n=$(L4S_SIM) cameras=[front] size=$(L4S_SIZE) depth=false \
 	progress=false
 L4S_BC = $(CLI) train experiment=lang4sim2real_bc task.policy.image_size=$(L4S_SIZE) \
-	trainer.max_steps=$(L4S_BC_STEPS) trainer.progress=false
+	trainer.max_steps=$(L4S_BC_STEPS) trainer.batch_size=$(L4S_BATCH) trainer.progress=false
 eval-lang4sim2real: $(STAMP)
 	for t in $(L4S_TASKS); do \
 		$(L4S_COLLECT) task=$$t domain=sim out=$(L4S_RUN)/data/$${t}_sim.hdf5 && \
