@@ -152,3 +152,63 @@ eval-lang4sim2real: $(STAMP)
 		--set policy_node.policy_path=$(L4S_RUN)/distance_$(firstword $(L4S_SEEDS))/policy \
 		--set sim_node.image_width=$(L4S_SIZE) --set sim_node.image_height=$(L4S_SIZE) \
 		--set sim_node.task=$(L4S_TARGET) --json $(L4S_RUN)/closed_loop_ros.json
+
+# Long run (not part of `make test`): CroCo pretraining vs random init for two-view depth
+# (stereo_left/right pairs) and relative pose (overlapping pairs) on held-out scenes, small CPU
+# model (64x64, patch 8); same steps and data for both arms; table in $(GEO_RUN)/table.json.
+# Smoke-size it with e.g. `make eval-croco-geometry GEO_PAIRS=8 GEO_STEREO=4 GEO_HELDOUT=4
+# GEO_PRE_STEPS=2 GEO_DEPTH_STEPS=2 GEO_POSE_STEPS=2 GEO_RUN=/tmp/geo_smoke`.
+.PHONY: eval-croco-geometry
+GEO_PAIRS ?= 1600
+GEO_STEREO ?= 600
+GEO_HELDOUT ?= 200
+GEO_PRE_STEPS ?= 2000
+GEO_DEPTH_STEPS ?= 500
+GEO_POSE_STEPS ?= 1000
+GEO_RUN ?= runs/croco_geometry
+# one thread per run: small models run several times faster than on two contended threads
+GEO_THREADS ?= 1
+GEO_ARCH := patch_size=8 enc_embed_dim=96 enc_depth=4 enc_num_heads=3 dec_embed_dim=96 \
+	dec_depth=3 dec_num_heads=3
+GEO_HEAD := +task.head_kwargs.dpt_layer_dims=[24,48,96,96] +task.head_kwargs.dpt_feature_dim=32 \
+	+task.head_kwargs.dpt_last_dim=16 +task.head_kwargs.pose_hidden=128
+GEO_STEREO_CAMS := 'camera_pairs=[[stereo_left,stereo_right]]' camera_pos=0 camera_rot=0 \
+	max_overlap=1.0 pairs_per_scene=1
+GEO_TRAIN = OMP_NUM_THREADS=$(GEO_THREADS) $(CLI) train trainer.batch_size=32 \
+	trainer.progress=false
+eval-croco-geometry: $(STAMP)
+	mkdir -p $(GEO_RUN)/data
+	$(CLI) view-pairs n=$(GEO_PAIRS) size=64 seed=0 progress=false \
+		out=$(GEO_RUN)/data/general_train.hdf5
+	$(CLI) view-pairs n=$(GEO_HELDOUT) size=64 seed=100000 progress=false \
+		out=$(GEO_RUN)/data/general_heldout.hdf5
+	$(CLI) view-pairs n=$(GEO_STEREO) size=64 seed=200000 progress=false $(GEO_STEREO_CAMS) \
+		out=$(GEO_RUN)/data/stereo_train.hdf5
+	$(CLI) view-pairs n=$$(( ($(GEO_HELDOUT) * 3 + 3) / 4 )) size=64 seed=300000 \
+		progress=false $(GEO_STEREO_CAMS) out=$(GEO_RUN)/data/stereo_heldout.hdf5
+	$(GEO_TRAIN) experiment=croco_pretrain hydra.run.dir=$(GEO_RUN)/pretrain \
+		task.pairs=[$(GEO_RUN)/data/general_train.hdf5,$(GEO_RUN)/data/stereo_train.hdf5] \
+		task.model_kwargs.img_size=64 $(addprefix +task.model_kwargs.,$(GEO_ARCH)) \
+		task.eval_pairs=128 trainer.max_steps=$(GEO_PRE_STEPS) trainer.eval_every=500 \
+		trainer.checkpoint_every=500 optimizer.lr=5e-4 scheduler.warmup_steps=100
+	for arm in pretrained random; do \
+		ckpt=null; [ $$arm = pretrained ] && ckpt=$(GEO_RUN)/pretrain/encoder; \
+		$(GEO_TRAIN) experiment=croco_stereo_depth hydra.run.dir=$(GEO_RUN)/depth_$$arm \
+			task.pairs=[$(GEO_RUN)/data/stereo_train.hdf5] \
+			task.val_pairs=[$(GEO_RUN)/data/stereo_heldout.hdf5] \
+			task.backbone_checkpoint=$$ckpt task.backbone_kwargs.img_size=[64,64] \
+			$(addprefix +task.backbone_kwargs.,$(GEO_ARCH)) $(GEO_HEAD) \
+			trainer.max_steps=$(GEO_DEPTH_STEPS) trainer.eval_every=250 \
+			trainer.checkpoint_every=250 optimizer.lr=3e-4 scheduler.warmup_steps=50 \
+			|| exit 1; \
+		$(GEO_TRAIN) experiment=croco_relative_pose hydra.run.dir=$(GEO_RUN)/pose_$$arm \
+			task.pairs=[$(GEO_RUN)/data/general_train.hdf5] \
+			task.val_pairs=[$(GEO_RUN)/data/general_heldout.hdf5] \
+			task.backbone_checkpoint=$$ckpt task.backbone_kwargs.img_size=[64,64] \
+			$(addprefix +task.backbone_kwargs.,$(GEO_ARCH)) $(GEO_HEAD) \
+			trainer.max_steps=$(GEO_POSE_STEPS) trainer.eval_every=250 \
+			trainer.checkpoint_every=250 optimizer.lr=3e-4 scheduler.warmup_steps=50 \
+			|| exit 1; done
+	$(PY) -m embodied_vision.downstream.croco_geometry_training $(GEO_RUN)/depth_pretrained \
+		$(GEO_RUN)/depth_random $(GEO_RUN)/pose_pretrained $(GEO_RUN)/pose_random \
+		--json $(GEO_RUN)/table.json

@@ -39,9 +39,9 @@ from embodied_vision.downstream.croco_geometry import (
 )
 from embodied_vision.pretrain.croco_pretrain import color_jitter
 
-__all__ = ['PairGeometryDataset', 'PairGeometryTask', 'depth_loss', 'depth_metrics',
-           'direction_error_deg', 'geodesic_angle', 'load_geometry_pairs', 'pose_loss',
-           'relative_pose', 'rotation_error_deg']
+__all__ = ['PairGeometryDataset', 'PairGeometryTask', 'compare_runs', 'depth_loss',
+           'depth_metrics', 'direction_error_deg', 'geodesic_angle', 'load_geometry_pairs',
+           'main', 'pose_loss', 'relative_pose', 'rotation_error_deg']
 
 _logger = logging.getLogger(__name__)
 _KEYS = ('rgb1', 'rgb2', 'depth1', 'depth2', 'T1', 'T2', 'seed')
@@ -407,3 +407,51 @@ def _depth_figure(model, data: PairGeometryDataset, rows: int, path: Path) -> No
     image = Image.fromarray(grid)
     scale = max(1, 192 // data.size[0])
     image.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
+
+
+# ------------------------------------------------------------------- comparison
+_TABLE_KEYS = ('abs_rel', 'delta1', 'ref_abs_rel', 'rot_err_median_deg', 'rot_err_mean_deg',
+               'trans_err_median_deg', 'ref_rot_err_median_deg', 'ref_trans_err_median_deg')
+
+
+def compare_runs(run_dirs: Sequence[str]) -> list[dict]:
+    """One row per run folder: its final held-out metrics (from `summary.json`), steps, time."""
+    import json
+    rows = []
+    for run in run_dirs:
+        path = Path(run) / 'summary.json'
+        if not path.exists():
+            raise FileNotFoundError(f'{path} not found: is {run} a finished training run?')
+        summary = json.loads(path.read_text())
+        final = {k.removeprefix('eval/'): v for k, v in summary.get('final', {}).items()}
+        rows.append({'run': str(run), 'steps': summary.get('steps'),
+                     'seconds': round(float(summary.get('seconds', math.nan)), 1),
+                     **{k: final[k] for k in _TABLE_KEYS if k in final}})
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m embodied_vision.downstream.croco_geometry_training RUN... [--json OUT]`:
+    print a markdown table of the runs' final held-out metrics."""
+    import argparse
+    import json
+    import sys
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument('runs', nargs='+', help='training run folders (with summary.json)')
+    parser.add_argument('--json', help='also write the rows to this JSON file')
+    args = parser.parse_args(argv)
+    rows = compare_runs(args.runs)
+    keys = ['run', 'steps', 'seconds'] + [k for k in _TABLE_KEYS if any(k in r for r in rows)]
+    lines = ['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)]
+    for row in rows:
+        cells = [f'{row[k]:.4g}' if isinstance(row.get(k), float) else str(row.get(k, ''))
+                 for k in keys]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    sys.stdout.write('\n'.join(lines) + '\n')
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -10,10 +10,12 @@ from embodied_vision.downstream import load_pair_geometry_model, rotation_6d_to_
 from embodied_vision.downstream.croco_geometry_training import (
     PairGeometryDataset,
     PairGeometryTask,
+    compare_runs,
     depth_loss,
     depth_metrics,
     direction_error_deg,
     load_geometry_pairs,
+    main,
     pose_loss,
     relative_pose,
     rotation_error_deg,
@@ -161,6 +163,10 @@ def test_few_steps_lower_the_loss(pairs, tmp_path, one_thread, weights):
     for key in keys:
         assert np.isfinite(final[f'eval/{key}']), key
     assert (tmp_path / 'depth.png').exists() == bool(weights[0])
+    (row,) = compare_runs([str(tmp_path)])
+    assert row['steps'] == 25 and row[keys[0]] == final[f'eval/{keys[0]}']
+    assert main([str(tmp_path), '--json', str(tmp_path / 'rows.json')]) == 0
+    assert (tmp_path / 'rows.json').exists()
     loaded = load_pair_geometry_model(tmp_path / 'model')
     pair = batch['pair'][:2]
     for got, expected in zip(loaded(pair), task.model.eval()(pair)):
