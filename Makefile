@@ -102,6 +102,7 @@ L4S_SIM ?= 100
 L4S_REAL ?= 20
 L4S_SIZE ?= 128
 L4S_PRE_STEPS ?= 3000
+L4S_PRE_BATCH ?= 256
 L4S_BC_STEPS ?= 20000
 L4S_BATCH ?= 228
 L4S_SEEDS ?= 0 1 2
@@ -128,6 +129,7 @@ eval-lang4sim2real: $(STAMP)
 		$(CLI) train experiment=lang4sim2real_pretrain task.sim_episodes=[$${sim%,}] \
 			task.real_episodes=[$$real] task.objective=$$objective \
 			task.image_size=$(L4S_SIZE) trainer.max_steps=$(L4S_PRE_STEPS) \
+			trainer.batch_size=$(L4S_PRE_BATCH) \
 			trainer.progress=false hydra.run.dir=$(L4S_RUN)/pretrain_$$objective || exit 1; done; \
 	for seed in $(L4S_SEEDS); do \
 		for objective in regression distance; do \
