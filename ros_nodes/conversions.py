@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-__all__ = [
+__all__ = ['COLOUR_ENCODINGS',
     'IMAGE_ENCODINGS', 'POINTFIELD_DTYPES', 'image_to_numpy', 'image_from_cdr',
     'image_fields_from_cdr', 'ImageFields', 'depth_to_metres', 'numpy_to_image',
     'compressed_image_to_numpy', 'camera_info_to_intrinsics',
@@ -24,6 +24,9 @@ __all__ = [
     'numpy_to_pointcloud2', 'unpack_rgb', 'pack_rgb', 'rotation_to_quaternion',
     'pose_stamped_from_rt', 'depth_to_disparity_image',
 ]
+
+#: Image encodings that become an RGB frame (mono8 is repeated over 3 channels).
+COLOUR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
 
 # encoding -> (dtype, channels)
 IMAGE_ENCODINGS = {

@@ -48,7 +48,6 @@ from std_msgs.msg import Header
 from embodied_vision.ros_nodes.conversions import (
     ImageFields,
     image_fields_from_cdr,
-    image_to_numpy,
     numpy_to_image,
 )
 from embodied_vision.ros_nodes.lifecycle_base import (
@@ -59,9 +58,8 @@ from embodied_vision.ros_nodes.lifecycle_base import (
     run_node,
 )
 
-__all__ = ['EncoderNode', 'COLOUR_ENCODINGS', 'main']
+__all__ = ['EncoderNode', 'main']
 
-COLOUR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
 BACKEND_CHOICES = ('auto', 'eager', 'onnxruntime', 'inductor', 'tensorrt')
 _DEVICE = re.compile(r'^(|cpu|cuda(:\d+)?)$')
 
@@ -240,16 +238,7 @@ class EncoderNode(ManagedNode):
 
     def convert(self, msg: Image) -> np.ndarray | None:
         """Image -> RGB uint8 (H, W, 3); None (rejected and counted) for bad input."""
-        if msg.encoding not in COLOUR_ENCODINGS:
-            self.reject('encoding', f'encoding {msg.encoding!r} is not a colour image; '
-                        f'allowed: {", ".join(COLOUR_ENCODINGS)}')
-            return None
-        try:
-            frame = image_to_numpy(msg, to_rgb=True)
-        except ValueError as err:
-            self.reject('malformed', str(err))
-            return None
-        return np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame
+        return self.colour_frame(msg)
 
     def preprocess(self, frame: np.ndarray):
         """RGB uint8 (H, W, 3) -> (1, 3, h, w) uint8 on the model's device.

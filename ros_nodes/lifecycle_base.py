@@ -19,6 +19,7 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import numpy as np
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -34,6 +35,8 @@ from rclpy.qos import (
     qos_profile_sensor_data,
     qos_profile_system_default,
 )
+
+from embodied_vision.ros_nodes.conversions import COLOUR_ENCODINGS, image_to_numpy
 
 __all__ = ['LatestSlot', 'ManagedNode', 'NewestItemWorker', 'ParamSpec', 'QOS_CHOICES',
            'StageTimer', 'make_qos', 'run_node', 'TransitionCallbackReturn']
@@ -320,6 +323,21 @@ class ManagedNode(LifecycleNode):
             self._throttle[key] = (now, 0)
         more = f' ({suppressed} similar since the last report)' if suppressed else ''
         self.get_logger().error(f'dropped bad input [{key}]: {message}{more}')
+
+    def colour_frame(self, msg, key: str = '') -> np.ndarray | None:
+        """Image -> RGB uint8 (H, W, 3), mono8 repeated; None for bad input, rejected as
+        `<key>_encoding` / `<key>_malformed` (`encoding` / `malformed` without a key)."""
+        prefix, name = (f'{key}_', f'{key} ') if key else ('', '')
+        if msg.encoding not in COLOUR_ENCODINGS:
+            self.reject(f'{prefix}encoding', f'{name}encoding {msg.encoding!r} is not a colour '
+                        f'image; allowed: {", ".join(COLOUR_ENCODINGS)}')
+            return None
+        try:
+            frame = image_to_numpy(msg, to_rgb=True)
+        except ValueError as err:
+            self.reject(f'{prefix}malformed', str(err))
+            return None
+        return np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame
 
     def warn_throttled(self, key: str, message: str) -> None:
         """Count `key` and log `message` as a warning at most once per

@@ -58,7 +58,6 @@ from embodied_vision.ros_nodes.conversions import (
     camera_info_to_intrinsics,
     depth_to_disparity_image,
     image_fields_from_cdr,
-    image_to_numpy,
     numpy_to_image,
     pose_stamped_from_rt,
 )
@@ -72,7 +71,6 @@ from embodied_vision.ros_nodes.lifecycle_base import (
 
 __all__ = ['PairNode', 'main']
 
-COLOUR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
 VIEWS = ('view1', 'view2')
 _DEVICE = re.compile(r'^(|cpu|cuda(:\d+)?)$')
 
@@ -266,17 +264,7 @@ class PairNode(ManagedNode):
 
     def convert(self, msg: Image, view: int) -> np.ndarray | None:
         """Image -> RGB uint8 (H, W, 3); None (rejected and counted) for bad input."""
-        key = VIEWS[view]
-        if msg.encoding not in COLOUR_ENCODINGS:
-            self.reject(f'{key}_encoding', f'{key} encoding {msg.encoding!r} is not a colour '
-                        f'image; allowed: {", ".join(COLOUR_ENCODINGS)}')
-            return None
-        try:
-            frame = image_to_numpy(msg, to_rgb=True)
-        except ValueError as err:
-            self.reject(f'{key}_malformed', str(err))
-            return None
-        return np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame
+        return self.colour_frame(msg, VIEWS[view])
 
     def _add(self, view: int, header, frame: np.ndarray, arrived: float) -> None:
         item = (header, frame, arrived, time.perf_counter() - arrived)

@@ -51,7 +51,6 @@ from sensor_msgs.msg import Image, Joy
 from std_msgs.msg import Float32
 from std_srvs.srv import Trigger
 
-from embodied_vision.ros_nodes.conversions import image_to_numpy
 from embodied_vision.ros_nodes.lifecycle_base import (
     ManagedNode,
     ParamSpec,
@@ -61,7 +60,6 @@ from embodied_vision.ros_nodes.lifecycle_base import (
 
 __all__ = ['PlannerNode', 'main']
 
-COLOUR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
 _DEVICE = re.compile(r'^(cpu|cuda(:\d+)?)$')
 
 
@@ -207,16 +205,7 @@ class PlannerNode(ManagedNode):
     # ----------------------------------------------------------------------- inputs
     def convert(self, msg: Image, key: str) -> np.ndarray | None:
         """Image -> RGB uint8 (H, W, 3); None (rejected and counted) for bad input."""
-        if msg.encoding not in COLOUR_ENCODINGS:
-            self.reject(f'{key}_encoding', f'encoding {msg.encoding!r} is not a colour '
-                        f'image; allowed: {", ".join(COLOUR_ENCODINGS)}')
-            return None
-        try:
-            frame = image_to_numpy(msg, to_rgb=True)
-        except ValueError as err:
-            self.reject(f'{key}_malformed', str(err))
-            return None
-        return np.repeat(frame[..., None], 3, axis=2) if frame.ndim == 2 else frame
+        return self.colour_frame(msg, key)
 
     def _set_goal(self, frame: np.ndarray, header, source: str) -> None:
         with self._policy_lock:

@@ -17,7 +17,7 @@ Runs any object with the LeRobot-style contract `reset()` / `select_action(obs) 
 
 Inputs, paired by exact header stamp (all derive from one sim/camera frame):
 `embedding_topic` (sensor_msgs/Image 32FC1, 1 x D, from `encoder_node`), `image_topic`
-(sensor_msgs/Image rgb8/bgr8, for policies that read the frame), `ee_pose_topic`
+(sensor_msgs/Image rgb8/bgr8/rgba8/bgra8/mono8, for policies that read the frame), `ee_pose_topic`
 (geometry_msgs/PoseStamped) + `gripper_topic` (sensor_msgs/JointState, `gripper_width`) ->
 state `[x, y, z, qw, qx, qy, qz, width]`, and `expert_action_topic` (sensor_msgs/Joy). With
 `require_embedding` the policy acts only once the frame's embedding arrived, even when it
@@ -194,16 +194,9 @@ class PolicyNode(ManagedNode):
         self._add(msg.header, 'embedding', value)
 
     def _on_image(self, msg: Image) -> None:
-        if msg.encoding not in ('rgb8', 'bgr8', 'rgba8', 'bgra8'):
-            self.reject('image_format', f'image must be rgb8, bgr8, rgba8 or bgra8, got '
-                        f'{msg.encoding!r}')
-            return
-        try:
-            frame = image_to_numpy(msg, to_rgb=True)
-        except ValueError as err:
-            self.reject('image_malformed', str(err))
-            return
-        self._add(msg.header, 'image', np.array(frame, copy=True))
+        frame = self.colour_frame(msg, 'image')
+        if frame is not None:
+            self._add(msg.header, 'image', np.array(frame, copy=True))
 
     def _on_pose(self, msg: PoseStamped) -> None:
         p, o = msg.pose.position, msg.pose.orientation

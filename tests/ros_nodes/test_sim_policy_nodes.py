@@ -238,8 +238,9 @@ def test_policy_node_runs_an_image_policy(ros_context, spinner, probe, l4s_check
         assert not np.allclose(sim_prefixed, expected)  # the domain prefix reaches FiLM
 
         before = node.counts()['rejected']
-        send(5, numpy_to_image(frame[..., 0].copy(), 'mono8', header=_header(5)))
-        wait_for(lambda: node.counts()['rejected'] >= before + 1, what='mono8 reject')
+        depth = np.ones((32, 32), np.float32)
+        send(5, numpy_to_image(depth, '32FC1', header=_header(5)))
+        wait_for(lambda: node.counts()['rejected'] >= before + 1, what='32FC1 reject')
         assert len(probe.messages('q/action')) == 1
     finally:
         spinner.remove(node)
