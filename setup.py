@@ -63,7 +63,8 @@ def _data_files():
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),
         ('share/' + PACKAGE + '/launch', sorted(glob('launch/*.launch.py'))),
-        ('share/' + PACKAGE + '/launch/config', sorted(glob('launch/config/*.yaml'))),
+        ('share/' + PACKAGE + '/launch/config',
+         sorted(glob('launch/config/*.yaml') + glob('launch/config/*.xml'))),
     ]
     return [(dest, srcs) for dest, srcs in files if srcs]
 
