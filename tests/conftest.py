@@ -14,6 +14,26 @@ def pytest_configure(config):
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models run ~10x faster on one thread than on two contended ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='session')
+def pairs(tmp_path_factory):
+    """A small view-pair file (8 pairs of 40x40 sim renders), rendered once per session."""
+    from embodied_vision.sim.view_pairs import compose_config, render_pairs
+    path = tmp_path_factory.mktemp('pairs') / 'pairs.hdf5'
+    summary = render_pairs(compose_config([f'out={path}', 'n=8', 'size=40', 'progress=false',
+                                           'shadows=false', 'pairs_per_scene=2']))
+    assert summary['pairs'] == 8
+    return str(path)
+
+
+@pytest.fixture
 def cache_dir(tmp_path):
     """A private compiled-artefact cache for one test."""
     return tmp_path / 'cache'

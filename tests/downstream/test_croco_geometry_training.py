@@ -20,7 +20,6 @@ from embodied_vision.downstream.croco_geometry_training import (
     relative_pose,
     rotation_error_deg,
 )
-from embodied_vision.sim.view_pairs import compose_config, render_pairs
 from embodied_vision.training import MetricsLogger, Trainer, TrainerConfig
 
 TINY = {'img_size': 32, 'patch_size': 8, 'enc_embed_dim': 32, 'enc_depth': 2,
@@ -35,21 +34,6 @@ def _rot_z(degrees: float) -> torch.Tensor:
                          [0.0, 0.0, 1.0]])
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope='module')
-def pairs(tmp_path_factory):
-    path = tmp_path_factory.mktemp('pairs') / 'pairs.hdf5'
-    summary = render_pairs(compose_config([f'out={path}', 'n=8', 'size=40', 'progress=false',
-                                           'shadows=false', 'pairs_per_scene=2']))
-    assert summary['pairs'] == 8
-    return str(path)
 
 
 def test_losses_vanish_for_perfect_predictions_only():

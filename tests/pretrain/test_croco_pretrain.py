@@ -14,29 +14,12 @@ from embodied_vision.pretrain.croco_pretrain import (
     mean_predictor_loss,
     warmup_cosine,
 )
-from embodied_vision.sim.view_pairs import compose_config, render_pairs
 from embodied_vision.training import MetricsLogger, Trainer, TrainerConfig
 
 TINY = dict(img_size=32, patch_size=8, enc_embed_dim=32, enc_depth=2, enc_num_heads=2,
             dec_embed_dim=32, dec_depth=1, dec_num_heads=2)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run ~10x faster on one thread than on two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope='module')
-def pairs(tmp_path_factory):
-    path = tmp_path_factory.mktemp('pairs') / 'pairs.hdf5'
-    summary = render_pairs(compose_config([f'out={path}', 'n=8', 'size=40', 'progress=false',
-                                           'shadows=false', 'pairs_per_scene=2']))
-    assert summary['pairs'] == 8
-    return str(path)
 
 
 def test_views_are_cropped_jittered_and_normalised():
