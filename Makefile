@@ -178,6 +178,10 @@ GEO_STEREO_CAMS := 'camera_pairs=[[stereo_left,stereo_right]]' camera_pos=0 came
 	max_overlap=1.0 pairs_per_scene=1
 GEO_TRAIN = OMP_NUM_THREADS=$(GEO_THREADS) $(CLI) train trainer.batch_size=32 \
 	trainer.progress=false
+# a downstream head on the pretrained ($$ckpt = the export) or random (null) backbone
+GEO_HEAD_TRAIN = $(GEO_TRAIN) task.backbone_checkpoint=$$ckpt task.backbone_kwargs.img_size=[64,64] \
+	$(addprefix +task.backbone_kwargs.,$(GEO_ARCH)) $(GEO_HEAD) trainer.eval_every=250 \
+	trainer.checkpoint_every=250 optimizer.lr=3e-4 scheduler.warmup_steps=50
 eval-croco-geometry: $(STAMP)
 	mkdir -p $(GEO_RUN)/data
 	$(CLI) view-pairs n=$(GEO_PAIRS) size=64 seed=0 progress=false \
@@ -195,22 +199,14 @@ eval-croco-geometry: $(STAMP)
 		trainer.checkpoint_every=500 optimizer.lr=5e-4 scheduler.warmup_steps=100
 	for arm in pretrained random; do \
 		ckpt=null; [ $$arm = pretrained ] && ckpt=$(GEO_RUN)/pretrain/encoder; \
-		$(GEO_TRAIN) experiment=croco_stereo_depth hydra.run.dir=$(GEO_RUN)/depth_$$arm \
+		$(GEO_HEAD_TRAIN) experiment=croco_stereo_depth hydra.run.dir=$(GEO_RUN)/depth_$$arm \
 			task.pairs=[$(GEO_RUN)/data/stereo_train.hdf5] \
 			task.val_pairs=[$(GEO_RUN)/data/stereo_heldout.hdf5] \
-			task.backbone_checkpoint=$$ckpt task.backbone_kwargs.img_size=[64,64] \
-			$(addprefix +task.backbone_kwargs.,$(GEO_ARCH)) $(GEO_HEAD) \
-			trainer.max_steps=$(GEO_DEPTH_STEPS) trainer.eval_every=250 \
-			trainer.checkpoint_every=250 optimizer.lr=3e-4 scheduler.warmup_steps=50 \
-			|| exit 1; \
-		$(GEO_TRAIN) experiment=croco_relative_pose hydra.run.dir=$(GEO_RUN)/pose_$$arm \
+			trainer.max_steps=$(GEO_DEPTH_STEPS) || exit 1; \
+		$(GEO_HEAD_TRAIN) experiment=croco_relative_pose hydra.run.dir=$(GEO_RUN)/pose_$$arm \
 			task.pairs=[$(GEO_RUN)/data/general_train.hdf5] \
 			task.val_pairs=[$(GEO_RUN)/data/general_heldout.hdf5] \
-			task.backbone_checkpoint=$$ckpt task.backbone_kwargs.img_size=[64,64] \
-			$(addprefix +task.backbone_kwargs.,$(GEO_ARCH)) $(GEO_HEAD) \
-			trainer.max_steps=$(GEO_POSE_STEPS) trainer.eval_every=250 \
-			trainer.checkpoint_every=250 optimizer.lr=3e-4 scheduler.warmup_steps=50 \
-			|| exit 1; done
+			trainer.max_steps=$(GEO_POSE_STEPS) || exit 1; done
 	$(PY) -m embodied_vision.downstream.croco_geometry_training $(GEO_RUN)/depth_pretrained \
 		$(GEO_RUN)/depth_random $(GEO_RUN)/pose_pretrained $(GEO_RUN)/pose_random \
 		--json $(GEO_RUN)/table.json
