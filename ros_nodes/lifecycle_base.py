@@ -39,7 +39,7 @@ from rclpy.qos import (
 from embodied_vision.ros_nodes.conversions import COLOUR_ENCODINGS, image_to_numpy
 
 __all__ = ['LatestSlot', 'ManagedNode', 'NewestItemWorker', 'ParamSpec', 'QOS_CHOICES',
-           'StageTimer', 'make_qos', 'run_node', 'TransitionCallbackReturn']
+           'StageTimer', 'StampJoiner', 'make_qos', 'run_node', 'TransitionCallbackReturn']
 
 QOS_CHOICES = ('sensor_data', 'reliable', 'best_effort', 'system_default')
 
@@ -180,6 +180,48 @@ class LatestSlot:
         with self._cond:
             self._closed = False
             self._item = None
+
+
+class StampJoiner:
+    """Joins the parts of one observation (image, pose, ...) that share a header stamp.
+
+    `add` files a part under its stamp; once an entry holds every needed part it is returned
+    (and removed) together with how many stale entries were dropped: incomplete entries older
+    than a complete one, and the oldest ones beyond `max_pending`. Each entry starts as
+    `{'first': arrival time, 'header': header, 'convert': 0.0}`; `convert_s` accumulates.
+    """
+
+    def __init__(self):
+        self._pending: dict[tuple[int, int], dict] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._pending.clear()
+
+    def add(self, header, part: str, value, needed, max_pending: int,
+            arrived: float | None = None, convert_s: float = 0.0) -> tuple[dict | None, int]:
+        key = (header.stamp.sec, header.stamp.nanosec)
+        first = time.perf_counter() if arrived is None else arrived
+        dropped = 0
+        with self._lock:
+            entry = self._pending.setdefault(key, {'first': first, 'header': header,
+                                                   'convert': 0.0})
+            entry[part] = value
+            entry['convert'] += convert_s
+            if not set(needed) <= entry.keys():
+                while len(self._pending) > max_pending:
+                    del self._pending[min(self._pending)]
+                    dropped += 1
+                return None, dropped
+            del self._pending[key]
+            for older in [k for k in self._pending if k < key]:
+                del self._pending[older]  # stale: this stamp is newer and complete
+                dropped += 1
+        return entry, dropped
 
 
 class NewestItemWorker:

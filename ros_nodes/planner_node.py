@@ -54,6 +54,7 @@ from std_srvs.srv import Trigger
 from embodied_vision.ros_nodes.lifecycle_base import (
     ManagedNode,
     ParamSpec,
+    StampJoiner,
     TransitionCallbackReturn,
     run_node,
 )
@@ -101,7 +102,7 @@ class PlannerNode(ManagedNode):
         self._distance_pub = None
         self._inputs = []
         self._service = None
-        self._pending: dict[tuple[int, int], dict] = {}
+        self._joiner = StampJoiner()
         self._latest_frame: tuple | None = None
         self._lock = threading.Lock()
         self._policy_lock = threading.Lock()
@@ -165,8 +166,8 @@ class PlannerNode(ManagedNode):
     def on_activate(self, state) -> TransitionCallbackReturn:
         qos = self.qos('input')
         sub = self.create_subscription
+        self._joiner.clear()
         with self._lock:
-            self._pending.clear()
             self._latest_frame = None
         self.policy.reset()
         self._inputs = [
@@ -259,22 +260,12 @@ class PlannerNode(ManagedNode):
     # ----------------------------------------------------------------------- pairing
     def _add(self, header, part: str, value, arrived: float, convert_s: float = 0.0) -> None:
         self.count('received')
-        key = (header.stamp.sec, header.stamp.nanosec)
-        with self._lock:
-            entry = self._pending.setdefault(key, {'first': arrived, 'header': header,
-                                                   'convert': 0.0})
-            entry[part] = value
-            entry['convert'] += convert_s
-            if not {'image', 'quat'} <= entry.keys():
-                while len(self._pending) > self.param('sync_queue_size'):
-                    del self._pending[min(self._pending)]
-                    self.count('dropped')
-                return
-            del self._pending[key]
-            for older in [k for k in self._pending if k < key]:
-                del self._pending[older]  # stale: this stamp is newer and complete
-                self.count('dropped')
-        self._act(entry)
+        entry, dropped = self._joiner.add(header, part, value, ('image', 'quat'),
+                                          self.param('sync_queue_size'), arrived, convert_s)
+        if dropped:
+            self.count('dropped', dropped)
+        if entry is not None:
+            self._act(entry)
 
     def _warn_no_goal(self) -> None:
         """Count an observation seen without a goal; warn at most once per throttle period."""
@@ -320,7 +311,7 @@ class PlannerNode(ManagedNode):
                   'distance': 'n/a' if self.last_distance is None
                   else f'{self.last_distance:.6f}',
                   'stop_threshold': str(self.param('stop_threshold')),
-                  'pending_stamps': str(len(self._pending))}
+                  'pending_stamps': str(len(self._joiner))}
         counts = self.counts()
         values.setdefault('no_goal', str(counts.get('no_goal', 0)))
         policy = self.policy

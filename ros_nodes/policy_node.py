@@ -40,6 +40,7 @@ from embodied_vision.ros_nodes.conversions import image_to_numpy
 from embodied_vision.ros_nodes.lifecycle_base import (
     ManagedNode,
     ParamSpec,
+    StampJoiner,
     TransitionCallbackReturn,
     run_node,
 )
@@ -94,7 +95,8 @@ class PolicyNode(ManagedNode):
         self._embed_dim: int | None = None
         self._publisher = None
         self._inputs = []
-        self._pending: dict[tuple[int, int], dict] = {}
+        self._joiner = StampJoiner()
+        self._needed: frozenset[str] = frozenset()
         self._instruction: str | None = None
         self._lock = threading.Lock()
         self.actions_published = 0
@@ -112,6 +114,7 @@ class PolicyNode(ManagedNode):
         if self.param('require_embedding') and _EMBEDDING not in features:
             features = (_EMBEDDING,) + features
         self.required = features
+        self._needed = frozenset(self._needed_parts())
         config = getattr(self.policy, 'config', None)
         self._embed_dim = getattr(config, 'embed_dim', None)
         self._publisher = self.create_lifecycle_publisher(Joy, self.param('action_topic'),
@@ -136,7 +139,7 @@ class PolicyNode(ManagedNode):
     def on_activate(self, state) -> TransitionCallbackReturn:
         qos = self.qos('input')
         sub = self.create_subscription
-        self._pending.clear()
+        self._joiner.clear()
         self.policy.reset()
         self._inputs = [
             sub(String, self.param('instruction_topic'), self._on_instruction,
@@ -168,8 +171,8 @@ class PolicyNode(ManagedNode):
 
     # ----------------------------------------------------------------------- inputs
     def _on_instruction(self, msg: String) -> None:
+        self._joiner.clear()
         with self._lock:
-            self._pending.clear()
             self._instruction = msg.data
         if self.policy is not None:
             self.policy.reset()
@@ -233,21 +236,12 @@ class PolicyNode(ManagedNode):
 
     def _add(self, header, part: str, value) -> None:
         self.count('received')
-        key = (header.stamp.sec, header.stamp.nanosec)
-        with self._lock:
-            entry = self._pending.setdefault(key, {'first': time.perf_counter(),
-                                                   'header': header})
-            entry[part] = value
-            if not self._needed_parts() <= entry.keys():
-                while len(self._pending) > self.param('sync_queue_size'):
-                    del self._pending[min(self._pending)]
-                    self.count('dropped')
-                return
-            del self._pending[key]
-            for older in [k for k in self._pending if k < key]:
-                del self._pending[older]  # stale: this stamp is newer and complete
-                self.count('dropped')
-        self._act(entry)
+        entry, dropped = self._joiner.add(header, part, value, self._needed,
+                                          self.param('sync_queue_size'))
+        if dropped:
+            self.count('dropped', dropped)
+        if entry is not None:
+            self._act(entry)
 
     def _act(self, entry: dict) -> None:
         t0 = time.perf_counter()
@@ -286,7 +280,7 @@ class PolicyNode(ManagedNode):
 
     def diagnostic_values(self) -> dict[str, str]:
         return {'policy': str(getattr(self.policy, 'name', 'none')),
-                'inputs': ','.join(self.required), 'pending_stamps': str(len(self._pending))}
+                'inputs': ','.join(self.required), 'pending_stamps': str(len(self._joiner))}
 
 
 def main(args=None) -> int:
