@@ -199,7 +199,7 @@ class PolicyNode(ManagedNode):
     def _on_image(self, msg: Image) -> None:
         frame = self.colour_frame(msg, 'image')
         if frame is not None:
-            self._add(msg.header, 'image', np.array(frame, copy=True))
+            self._add(msg.header, 'image', frame)  # a view that keeps msg alive, no copy
 
     def _on_pose(self, msg: PoseStamped) -> None:
         p, o = msg.pose.position, msg.pose.orientation
