@@ -146,13 +146,13 @@ def main(argv=None) -> int:
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     os.environ.setdefault('ROS_DOMAIN_ID', str(150 + os.getpid() % 50))
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     process = _start_node(args, dict(os.environ))
     context = rclpy.Context()
     rclpy.init(context=context)
     bench = Bench(context, args)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    executor = SingleThreadedExecutor(context=context)  # lower dispatch latency than MT
     executor.add_node(bench.node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()

@@ -55,6 +55,8 @@ __all__ = ['SimNode', 'main']
 class SimNode(ManagedNode):
     """Runs `embodied_vision/<task>-v0`; see the module docstring for topics and modes."""
 
+    SPIN_THREADS = 4  # the reset service waits for the sim thread while commands keep coming
+
     PARAMETERS = (
         ParamSpec('task', 'PickPlace', 'tabletop task (embodied_vision.sim.TASKS)',
                   read_only=True),
