@@ -2,6 +2,7 @@
 
     python benchmarks/encoders.py                       # R3M 18/34/50, batch 1 and 8, 224²
     python benchmarks/encoders.py --backends onnxruntime inductor --device cuda
+    python benchmarks/encoders.py --encoders croco_v2_vit_base --batch 1 4 --size 448x224
 
 Prints one table (median / p90 ms, speed-up over eager, parity error) and optionally writes
 the rows and the environment to JSON. It measures; it never asserts a time.
@@ -15,6 +16,7 @@ import platform
 import torch
 
 from embodied_vision import create_encoder
+from embodied_vision.cli import parse_size
 from embodied_vision.deploy.bench import benchmark_encoder, format_table
 
 
@@ -33,7 +35,7 @@ def main() -> None:
                         default=['r3m_resnet18', 'r3m_resnet34', 'r3m_resnet50'])
     parser.add_argument('--backends', nargs='+', default=['onnxruntime'])
     parser.add_argument('--batch', nargs='+', type=int, default=[1, 8])
-    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--size', type=parse_size, default=(224, 224), help='N or HxW')
     parser.add_argument('--iterations', type=int, default=20)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--json', default=None)
@@ -41,7 +43,7 @@ def main() -> None:
     rows = []
     for name in args.encoders:
         encoder = create_encoder(name)
-        rows += benchmark_encoder(encoder, args.backends, args.batch, (args.size, args.size),
+        rows += benchmark_encoder(encoder, args.backends, args.batch, args.size,
                                   device=args.device, iterations=args.iterations,
                                   max_batch=max(args.batch))
     env = environment()

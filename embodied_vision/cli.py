@@ -79,8 +79,22 @@ def _build(args):
     return encoder, compiled
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """argparse type for `--size`: `224` (square) or `448x224` (height x width)."""
+    try:
+        sides = tuple(int(part) for part in str(text).lower().split('x'))
+    except ValueError:
+        sides = ()
+    if len(sides) == 1:
+        sides = sides * 2
+    if len(sides) != 2 or min(sides) < 1:
+        raise argparse.ArgumentTypeError(f'size {text!r}: expected N or HxW with positive '
+                                         f'integers, e.g. 224 or 448x224')
+    return sides
+
+
 def _size(args, encoder) -> tuple[int, ...]:
-    return (args.size, args.size) if args.size else tuple(encoder.input_contract.default_size)
+    return tuple(args.size) if args.size else tuple(encoder.input_contract.default_size)
 
 
 def _cmd_encode(args) -> int:
@@ -166,7 +180,7 @@ def _cmd_bench(args) -> int:
     rows = []
     for name in args.encoders:
         encoder = create_encoder(name, checkpoint=None)
-        size = (args.size, args.size) if args.size else None
+        size = tuple(args.size) if args.size else None
         rows += benchmark_encoder(encoder, args.backends, args.batch, input_size=size,
                                   device=args.device or 'cpu', iterations=args.iterations,
                                   max_batch=max(args.batch))
@@ -195,7 +209,7 @@ def _parser() -> argparse.ArgumentParser:
     def model_args(p):
         p.add_argument('--encoder', required=True, help='arch or arch.tag (see `list`)')
         p.add_argument('--checkpoint', default=None, help='official or embodied_vision file')
-        p.add_argument('--size', type=int, default=None, help='square input side')
+        p.add_argument('--size', type=parse_size, default=None, help='input N or HxW')
         p.add_argument('--device', default=None, help='cpu or cuda (default: cuda if any)')
 
     p = sub.add_parser('encode', help='embed images from a folder or a video file')
@@ -213,7 +227,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--checkpoint', default=None)
     p.add_argument('--format', choices=['onnx', 'exported_program', 'tensorrt'],
                    default='onnx')
-    p.add_argument('--size', type=int, default=None)
+    p.add_argument('--size', type=parse_size, default=None, help='input N or HxW')
     p.add_argument('--max-batch', type=int, default=32)
     p.add_argument('--precision', choices=['fp32', 'fp16', 'bf16'], default='fp32')
     p.add_argument('--out', required=True)
@@ -224,7 +238,7 @@ def _parser() -> argparse.ArgumentParser:
                                                      'r3m_resnet50'])
     p.add_argument('--backends', nargs='+', default=['onnxruntime'])
     p.add_argument('--batch', nargs='+', type=int, default=[1, 8])
-    p.add_argument('--size', type=int, default=None)
+    p.add_argument('--size', type=parse_size, default=None, help='input N or HxW')
     p.add_argument('--iterations', type=int, default=20)
     p.add_argument('--device', default=None)
     p.add_argument('--json', default=None, help='also write the rows as JSON')

@@ -1,4 +1,5 @@
 """The `embodied-vision` command end to end (in process, on tiny inputs)."""
+import argparse
 import json
 
 import numpy as np
@@ -75,14 +76,23 @@ def test_bench_prints_a_table(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv('EMBODIED_VISION_CACHE', str(tmp_path / 'cache'))
     rows = tmp_path / 'rows.json'
     assert main(['bench', '--encoders', 'r3m_resnet18', '--backends', 'onnxruntime',
-                 '--batch', '1', '2', '--size', '64', '--iterations', '3',
+                 '--batch', '1', '2', '--size', '96x64', '--iterations', '3',
                  '--json', str(rows)]) == 0
     table = capsys.readouterr().out
     assert 'vs eager' in table and table.count('r3m_resnet18') == 4
     parsed = json.loads(rows.read_text())
     assert {(r['backend'], r['batch']) for r in parsed} == {
         ('eager', 1), ('onnxruntime', 1), ('eager', 2), ('onnxruntime', 2)}
-    assert all(r['median_ms'] > 0 for r in parsed)
+    assert all(r['median_ms'] > 0 and r['size'] == '96x64' for r in parsed)
+
+
+def test_size_argument_takes_a_side_or_height_by_width():
+    from embodied_vision.cli import parse_size
+    assert parse_size('224') == (224, 224)
+    assert parse_size('448x224') == (448, 224)
+    for bad in ('0', '448x', 'x224', '1x2x3', 'big'):
+        with pytest.raises(argparse.ArgumentTypeError, match='expected N or HxW'):
+            parse_size(bad)
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):

@@ -28,10 +28,8 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure_latency(fn: Callable, inputs: Sequence[torch.Tensor], warmup: int = 3,
-                    iterations: int = 20, min_seconds: float = 0.0,
-                    device: str = 'cpu') -> Latency:
-    """Time `fn(*inputs)`: `warmup` untimed calls, then at least `iterations` timed ones."""
+def _timed_calls(fn: Callable, inputs: Sequence[torch.Tensor], warmup: int, iterations: int,
+                 min_seconds: float, device: str) -> list[float]:
     with torch.inference_mode():
         for _ in range(warmup):
             fn(*inputs)
@@ -43,16 +41,34 @@ def measure_latency(fn: Callable, inputs: Sequence[torch.Tensor], warmup: int = 
             fn(*inputs)
             _sync(device)
             times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def _latency(times: list[float]) -> Latency:
     ordered = sorted(times)
     return Latency(median_ms=statistics.median(ordered),
                    p90_ms=ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
                    mean_ms=statistics.fmean(ordered), iterations=len(ordered))
 
 
+def measure_latency(fn: Callable, inputs: Sequence[torch.Tensor], warmup: int = 3,
+                    iterations: int = 20, min_seconds: float = 0.0,
+                    device: str = 'cpu') -> Latency:
+    """Time `fn(*inputs)`: `warmup` untimed calls, then at least `iterations` timed ones."""
+    return _latency(_timed_calls(fn, inputs, warmup, iterations, min_seconds, device))
+
+
 def benchmark_encoder(encoder, backends: Sequence[str], batch_sizes: Sequence[int] = (1, 8),
                       input_size: tuple[int, ...] | None = None, device: str = 'cpu',
-                      warmup: int = 3, iterations: int = 20, **compile_options) -> list[dict]:
-    """One row per (backend, batch): latency, speed-up over eager and parity error."""
+                      warmup: int = 3, iterations: int = 20, rounds: int = 3,
+                      pause: float = 0.2, **compile_options) -> list[dict]:
+    """One row per (backend, batch): latency, speed-up over eager and parity error.
+
+    The backends take turns: `rounds` blocks of about `iterations / rounds` calls each (one
+    untimed call opens every block, after a `pause` in seconds that lets the previous
+    runtime's busy-waiting threads stop), so a load change on a shared machine hits every
+    backend rather than whichever was being timed at that moment.
+    """
     from embodied_vision.deploy.compile import compile as compile_encoder
     size = tuple(input_size or encoder.input_contract.default_size)
     runners = {}
@@ -61,14 +77,20 @@ def benchmark_encoder(encoder, backends: Sequence[str], batch_sizes: Sequence[in
                                            **compile_options)
     rows = []
     generator = torch.Generator().manual_seed(1)
+    rounds = max(1, min(rounds, iterations))
     for batch in batch_sizes:
         inputs = encoder.example_inputs(batch_size=batch, size=size, generator=generator)
         inputs = tuple(x.round().to(torch.uint8) for x in inputs) \
             if encoder.input_contract.value_range == (0.0, 255.0) else inputs
-        baseline = None
+        times = {backend: [] for backend in runners}
+        for index in range(rounds):
+            for backend, runner in runners.items():
+                time.sleep(pause)  # the previous runtime's spinning threads go to sleep
+                times[backend] += _timed_calls(runner, inputs, warmup if index == 0 else 1,
+                                               -(-iterations // rounds), 0.0, device)
+        baseline = _latency(times['eager'])
         for backend, runner in runners.items():
-            latency = measure_latency(runner, inputs, warmup, iterations, device=device)
-            baseline = baseline or latency
+            latency = _latency(times[backend])
             rows.append({
                 'encoder': encoder.name, 'backend': backend, 'batch': batch,
                 'size': 'x'.join(map(str, size)), 'median_ms': latency.median_ms,
