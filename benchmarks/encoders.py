@@ -17,7 +17,7 @@ import torch
 
 from embodied_vision import create_encoder
 from embodied_vision.cli import parse_size
-from embodied_vision.deploy.bench import benchmark_encoder, format_table
+from embodied_vision.deploy.bench import benchmark_encoder, format_table, matmul_peak_gflops
 
 
 def environment() -> dict:
@@ -47,8 +47,15 @@ def main() -> None:
                                   device=args.device, iterations=args.iterations,
                                   max_batch=max(args.batch))
     env = environment()
+    env['matmul_peak_gflops'] = matmul_peak_gflops(device=args.device)
     print(f'# {env}')
     print(format_table(rows))
+    print(f'# fp32 ceiling: one 3072^3 matrix product runs at {env["matmul_peak_gflops"]:.0f} '
+          f'GFLOP/s here; no fp32 runtime can beat eager by more than that / eager GFLOP/s:')
+    for r in rows:
+        if r['backend'] == 'eager' and r['gflops_per_s'] > 0:
+            print(f'#   {r["encoder"]} batch {r["batch"]}: eager {r["gflops_per_s"]:.0f} GFLOP/s '
+                  f'-> ceiling {env["matmul_peak_gflops"] / r["gflops_per_s"]:.2f}x')
     for backend in args.backends:
         speedups = [r['speedup'] for r in rows if r['backend'] == backend]
         print(f'# {backend}: speed-up over eager min {min(speedups):.2f}x, '

@@ -2,6 +2,10 @@
 
 Figures are medians and 90th percentiles of wall time per call (CUDA synchronised), and the
 speed-up is eager median / backend median, since shared machines are noisy in absolute terms.
+Each row also carries the model's floating-point work per call (`torch.utils.flop_counter`)
+and the rate it ran at, and `matmul_peak_gflops` measures what one large matrix product
+reaches on the same device: together they say how far from the hardware's ceiling a runtime
+is, and so how much speed-up over eager any fp32 runtime could still give.
 """
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,7 +14,8 @@ import time
 
 import torch
 
-__all__ = ['Latency', 'measure_latency', 'benchmark_encoder', 'format_table']
+__all__ = ['Latency', 'measure_latency', 'benchmark_encoder', 'format_table', 'count_flops',
+           'matmul_peak_gflops']
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,27 @@ def measure_latency(fn: Callable, inputs: Sequence[torch.Tensor], warmup: int = 
     return _latency(_timed_calls(fn, inputs, warmup, iterations, min_seconds, device))
 
 
+def count_flops(fn: Callable, inputs: Sequence[torch.Tensor]) -> int:
+    """Floating-point operations of one `fn(*inputs)` call (a multiply-add counts 2), as
+    `torch.utils.flop_counter` counts them: matrix products and convolutions."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        fn(*inputs)
+    return int(counter.get_total_flops())
+
+
+def matmul_peak_gflops(size: int = 3072, repeats: int = 5, device: str = 'cpu',
+                       dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of the best of `repeats` square `size` matrix products (the torch threads
+    of this process): the practical compute ceiling a model's rate is compared against."""
+    generator = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(size, size, generator=generator, device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=generator, device=device, dtype=dtype)
+    times = _timed_calls(torch.mm, (a, b), 1, repeats, 0.0, device)
+    return 2 * size ** 3 / (min(times) * 1e-3) / 1e9
+
+
 def benchmark_encoder(encoder, backends: Sequence[str], batch_sizes: Sequence[int] = (1, 8),
                       input_size: tuple[int, ...] | None = None, device: str = 'cpu',
                       warmup: int = 3, iterations: int = 20, rounds: int = 3,
@@ -89,6 +115,7 @@ def benchmark_encoder(encoder, backends: Sequence[str], batch_sizes: Sequence[in
                 times[backend] += _timed_calls(runner, inputs, warmup if index == 0 else 1,
                                                -(-iterations // rounds), 0.0, device)
         baseline = _latency(times['eager'])
+        flops = count_flops(runners['eager'], inputs)
         for backend, runner in runners.items():
             latency = _latency(times[backend])
             rows.append({
@@ -96,6 +123,7 @@ def benchmark_encoder(encoder, backends: Sequence[str], batch_sizes: Sequence[in
                 'size': 'x'.join(map(str, size)), 'median_ms': latency.median_ms,
                 'p90_ms': latency.p90_ms, 'speedup': baseline.median_ms / latency.median_ms,
                 'parity_max_abs': runner.parity.max_abs_error if runner.parity else 0.0,
+                'gflop': flops / 1e9, 'gflops_per_s': flops / 1e9 / (latency.median_ms / 1e3),
             })
     return rows
 
@@ -103,10 +131,11 @@ def benchmark_encoder(encoder, backends: Sequence[str], batch_sizes: Sequence[in
 def format_table(rows: list[dict]) -> str:
     """A fixed-width text table of `benchmark_encoder` rows."""
     header = (f'{"encoder":<16} {"backend":<12} {"batch":>5} {"size":>8} {"median ms":>10} '
-              f'{"p90 ms":>9} {"vs eager":>9} {"max abs err":>12}')
+              f'{"p90 ms":>9} {"vs eager":>9} {"max abs err":>12} {"GFLOP":>7} {"GFLOP/s":>8}')
     lines = [header, '-' * len(header)]
     for r in rows:
         lines.append(f'{r["encoder"]:<16} {r["backend"]:<12} {r["batch"]:>5} {r["size"]:>8} '
                      f'{r["median_ms"]:>10.2f} {r["p90_ms"]:>9.2f} {r["speedup"]:>8.2f}x '
-                     f'{r["parity_max_abs"]:>12.2e}')
+                     f'{r["parity_max_abs"]:>12.2e} {r.get("gflop", 0):>7.1f} '
+                     f'{r.get("gflops_per_s", 0):>8.0f}')
     return '\n'.join(lines)
