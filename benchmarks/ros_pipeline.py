@@ -2,6 +2,7 @@
 
     python benchmarks/ros_pipeline.py                       # 60 s of 640x480 rgb8 at 30 Hz
     python benchmarks/ros_pipeline.py --duration 15 --backend onnxruntime --json out.json
+    python benchmarks/ros_pipeline.py --dds-profile launch/config/fastdds_shm.xml
 
 `encoder_node` runs in its own process (`python -m embodied_vision.ros_nodes.encoder_node`,
 autostart), as on a robot; this process publishes 640x480 rgb8 `sensor_msgs/Image` at
@@ -54,6 +55,9 @@ def _parse(argv):
                    help='publish and receive typed messages (rclpy conversion in the bench)')
     p.add_argument('--param', action='append', default=[], metavar='NAME:=VALUE',
                    help='extra encoder_node parameter (repeatable), e.g. raw_input:=false')
+    p.add_argument('--dds-profile', default=None, metavar='XML',
+                   help='Fast DDS profile for the node and this process (sets '
+                        'FASTRTPS_DEFAULT_PROFILES_FILE), e.g. launch/config/fastdds_shm.xml')
     p.add_argument('--startup-timeout', type=float, default=300.0)
     p.add_argument('--json', default=None, help='also write the results as JSON')
     return p.parse_args(argv)
@@ -145,6 +149,11 @@ def main(argv=None) -> int:
     args = _parse(argv)
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     os.environ.setdefault('ROS_DOMAIN_ID', str(150 + os.getpid() % 50))
+    if args.dds_profile:
+        if not os.path.isfile(args.dds_profile):
+            print(f'--dds-profile {args.dds_profile}: no such file', file=sys.stderr)
+            return 2
+        os.environ['FASTRTPS_DEFAULT_PROFILES_FILE'] = os.path.abspath(args.dds_profile)
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
