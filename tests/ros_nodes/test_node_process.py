@@ -1,0 +1,70 @@
+"""A node as a robot runs it: its own process (`run_node`), autostart, Ctrl-C to stop."""
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.ros_nodes.conftest import wait_for
+
+rclpy = pytest.importorskip('rclpy')
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from embodied_vision.checkpoints import load_encoder, save_encoder  # noqa: E402
+from embodied_vision.data.images import to_batch  # noqa: E402
+from embodied_vision.encoders import create_encoder  # noqa: E402
+from embodied_vision.ros_nodes.conversions import image_to_numpy, numpy_to_image  # noqa: E402
+from embodied_vision.ros_nodes.encoder_node import EncoderNode  # noqa: E402
+from embodied_vision.ros_nodes.sim_node import SimNode  # noqa: E402
+
+SIZE = 48
+
+
+def test_nodes_spin_single_threaded_unless_a_callback_blocks():
+    assert EncoderNode.SPIN_THREADS == 1
+    assert SimNode.SPIN_THREADS > 1  # its reset service waits for the sim thread
+
+
+def test_encoder_node_process_embeds_frames_and_exits_on_sigint(tmp_path, probe):
+    torch.manual_seed(0)
+    checkpoint = save_encoder(create_encoder('r3m_resnet18'), tmp_path / 'r3m')
+    params = {'autostart': 'true', 'encoder_name': 'r3m_resnet18',
+              'checkpoint_path': str(checkpoint), 'backend': 'eager', 'device': 'cpu',
+              'network_image_width': SIZE, 'network_image_height': SIZE,
+              'input_topic': 'proc/image', 'output_topic': 'proc/embedding',
+              'input_qos': 'reliable'}
+    command = [sys.executable, '-m', 'embodied_vision.ros_nodes.encoder_node', '--ros-args',
+               '-r', '__node:=proc_encoder_node']
+    for key, value in params.items():
+        command += ['-p', f'{key}:={value}']
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        probe.listen(Image, 'proc/embedding')
+        publisher = probe.publisher(Image, 'proc/image')
+        frame = np.random.default_rng(3).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+        header = Header(frame_id='camera')
+        header.stamp.sec = 7
+
+        def embedded():  # the node may still be loading: send until an embedding returns
+            assert process.poll() is None, process.stdout.read().decode()
+            if not probe.messages('proc/embedding'):
+                publisher.publish(numpy_to_image(frame, 'rgb8', header=header))
+            return bool(probe.messages('proc/embedding'))
+
+        wait_for(embedded, timeout=120.0, period=0.5, what='an embedding from the process')
+        out = probe.messages('proc/embedding')[0]
+        assert (out.header.stamp.sec, out.header.frame_id) == (7, 'camera')
+        with torch.inference_mode():
+            expected = load_encoder(checkpoint).eval()(to_batch([frame], (SIZE, SIZE))).numpy()
+        np.testing.assert_allclose(image_to_numpy(out), expected, rtol=1e-4, atol=1e-5)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert code == 0, process.stdout.read().decode()[-2000:]
