@@ -94,7 +94,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def _size(args, encoder) -> tuple[int, ...]:
-    return tuple(args.size) if args.size else tuple(encoder.input_contract.default_size)
+    return args.size or tuple(encoder.input_contract.default_size)
 
 
 def _cmd_encode(args) -> int:
@@ -180,8 +180,7 @@ def _cmd_bench(args) -> int:
     rows = []
     for name in args.encoders:
         encoder = create_encoder(name, checkpoint=None)
-        size = tuple(args.size) if args.size else None
-        rows += benchmark_encoder(encoder, args.backends, args.batch, input_size=size,
+        rows += benchmark_encoder(encoder, args.backends, args.batch, input_size=args.size,
                                   device=args.device or 'cpu', iterations=args.iterations,
                                   max_batch=max(args.batch))
     print(format_table(rows))

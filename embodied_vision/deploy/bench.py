@@ -140,6 +140,5 @@ def format_table(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f'{r["encoder"]:<16} {r["backend"]:<12} {r["batch"]:>5} {r["size"]:>8} '
                      f'{r["median_ms"]:>10.2f} {r["p90_ms"]:>9.2f} {r["speedup"]:>8.2f}x '
-                     f'{r["parity_max_abs"]:>12.2e} {r.get("gflop", 0):>7.1f} '
-                     f'{r.get("gflops_per_s", 0):>8.0f}')
+                     f'{r["parity_max_abs"]:>12.2e} {r["gflop"]:>7.1f} {r["gflops_per_s"]:>8.0f}')
     return '\n'.join(lines)
