@@ -157,9 +157,23 @@ class LanguagePretrainTask:
             images = resize_center_crop(images, self.image_size, resize_ratio=1.0)
         return pad_random_crop(images, self.pad) if augment and self.pad else images
 
+    def features(self, model, batch, augment: bool = True):
+        """`(f_sim, h_sim, f_real, h_real)` from ONE forward over both domains' frames.
+
+        One batch, as the official trainer does: BatchNorm then normalises both domains with
+        shared statistics, the same ones its running averages (used in eval mode and by the
+        frozen encoder during BC) hold. Two forwards would normalise each domain by its own
+        batch statistics, and the alignment learned that way is lost in eval mode.
+        """
+        n_sim = batch['sim'].shape[0]
+        frames = torch.cat([self._frames(batch['sim'], augment),
+                            self._frames(batch['real'], augment)])
+        f, h = model(frames)
+        return (f[:n_sim], h[:n_sim] if h is not None else None,
+                f[n_sim:], h[n_sim:] if h is not None else None)
+
     def loss(self, model, batch) -> tuple[torch.Tensor, dict]:
-        f_sim, h_sim = model(self._frames(batch['sim'], True))
-        f_real, h_real = model(self._frames(batch['real'], True))
+        f_sim, h_sim, f_real, h_real = self.features(model, batch)
         device = f_sim.device
         sim_text, real_text = batch['sim_text'].to(device), batch['real_text'].to(device)
         if self.objective == 'regression':

@@ -28,7 +28,7 @@ def test_pretraining_lowers_the_loss_and_exports_the_encoder(episodes, tmp_path,
     task = LanguagePretrainTask([episodes['sim']], [episodes['real']], objective=objective,
                                 image_size=32, pad=2, val_fraction=0.34)
     assert len(task.texts) >= 4  # several stages of the pick-and-place expert
-    config = TrainerConfig(out_dir=str(tmp_path), max_steps=40, batch_size=16, device='cpu',
+    config = TrainerConfig(out_dir=str(tmp_path), max_steps=60, batch_size=16, device='cpu',
                            progress=False, log_every=4, checkpoint_every=0)
     summary = Trainer(config, task, lambda p: torch.optim.Adam(p, lr=3e-3)).fit()
     losses = MetricsLogger(tmp_path / 'metrics.csv', resume_step=10**9).series('loss')[1]
@@ -48,3 +48,23 @@ def test_pretraining_lowers_the_loss_and_exports_the_encoder(episodes, tmp_path,
 def test_bad_arguments_are_named(episodes):
     with pytest.raises(ValueError, match='objective'):
         LanguagePretrainTask([episodes['sim']], [episodes['real']], objective='contrastive')
+
+
+def test_both_domains_share_batchnorm_statistics(episodes):
+    """Sim and real frames go through ONE forward (official trainer): in train mode each
+    domain's features depend on the other's frames through BatchNorm's batch statistics, as
+    the running averages used in eval mode and by the frozen encoder in BC do."""
+    task = LanguagePretrainTask([episodes['sim']], [episodes['real']], objective='regression',
+                                image_size=32, pad=0, val_fraction=0.0)
+    data = task.train_dataset()
+    items = [data[i] for i in range(6)]
+    batch = {'sim': torch.stack([it['sim'] for it in items]),
+             'real': torch.stack([it['real'] for it in items])}
+    model = task.model.train()
+    with torch.no_grad():
+        f_sim, h_sim, f_real, h_real = task.features(model, batch, augment=False)
+        joint, joint_head = model(torch.cat([batch['sim'], batch['real']]))
+        alone, _ = model(batch['sim'])
+    torch.testing.assert_close(torch.cat([f_sim, f_real]), joint)
+    torch.testing.assert_close(torch.cat([h_sim, h_real]), joint_head)
+    assert not torch.allclose(f_sim, alone, atol=1e-4)  # per-domain statistics would differ
