@@ -2,8 +2,11 @@
 
 The paper scores every (sim description, real description) pair with BLEURT-20-D12 and
 min-max normalises the matrix to [0, 1]. BLEURT is not available offline, so the documented
-default here is MiniLM cosine similarity, min-max normalised the same way. Other scorers plug
-in through `register_similarity`.
+default here is MiniLM cosine similarity, min-max normalised the same way. `minilm_softmax`
+is the official code's own fallback without BLEURT: a row-wise softmax of MiniLM dot products
+at temperature 0.01, close to one-hot on the matching sentence, so it separates stages whose
+sentences differ in a word or two (min-max cosine gives them 0.7-0.9). Other scorers plug in
+through `register_similarity`.
 """
 from collections.abc import Callable
 
@@ -11,8 +14,8 @@ import torch
 
 from embodied_vision.language.embedder import SentenceEmbedder
 
-__all__ = ['MiniLMCosineSimilarity', 'create_similarity', 'min_max_normalise',
-           'register_similarity', 'SIMILARITIES']
+__all__ = ['MiniLMCosineSimilarity', 'MiniLMSoftmaxSimilarity', 'create_similarity',
+           'min_max_normalise', 'register_similarity', 'SIMILARITIES']
 
 
 def min_max_normalise(matrix: torch.Tensor) -> torch.Tensor:
@@ -36,7 +39,25 @@ class MiniLMCosineSimilarity:
         return min_max_normalise(self.embedder.embed(a) @ self.embedder.embed(b).T)
 
 
-SIMILARITIES: dict[str, Callable[..., object]] = {'minilm_cosine': MiniLMCosineSimilarity}
+class MiniLMSoftmaxSimilarity(MiniLMCosineSimilarity):
+    """Row-wise softmax of MiniLM dot products over `b` (official fallback, temperature 0.01)."""
+
+    def __init__(self, embedder: SentenceEmbedder | None = None, temperature: float = 0.01):
+        if temperature <= 0:
+            raise ValueError(f'temperature must be > 0, got {temperature}')
+        super().__init__(embedder)
+        self.temperature = temperature
+
+    def pairwise(self, a: list[str], b: list[str]) -> torch.Tensor:
+        """`(len(a), len(b))` similarities in [0, 1]; each row sums to 1."""
+        if not a or not b:
+            raise ValueError(f'need non-empty sentence lists, got {len(a)} and {len(b)}')
+        dots = self.embedder.embed(a) @ self.embedder.embed(b).T
+        return torch.softmax(dots / self.temperature, dim=1)
+
+
+SIMILARITIES: dict[str, Callable[..., object]] = {'minilm_cosine': MiniLMCosineSimilarity,
+                                                  'minilm_softmax': MiniLMSoftmaxSimilarity}
 
 
 def register_similarity(name: str, factory: Callable[..., object]) -> None:

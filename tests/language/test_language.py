@@ -55,6 +55,20 @@ def test_similarity_is_min_max_normalised(embedder):
         STAGES[:1], STAGES[:1]).item() == 1.0
 
 
+def test_softmax_similarity_separates_stages_that_min_max_cosine_blurs(embedder):
+    pushing = ['moving behind the red cube', 'pushing the red cube towards the green goal',
+               'moving to the red cube', 'grasping the carrot']
+    cosine = MiniLMCosineSimilarity(embedder).pairwise(pushing, pushing)
+    sharp = create_similarity('minilm_softmax', embedder=embedder).pairwise(pushing, pushing)
+    assert sharp.shape == (4, 4)
+    torch.testing.assert_close(sharp.sum(dim=1), torch.ones(4))
+    assert torch.equal(sharp.argmax(dim=1), torch.arange(4))  # its own sentence wins each row
+    # the two Push stages: similar under min-max cosine, nearly disjoint under the softmax
+    assert cosine[0, 1] > 0.5 and sharp[0, 1] < 0.1 and sharp[0, 0] > 0.8
+    with pytest.raises(ValueError, match='temperature'):
+        create_similarity('minilm_softmax', embedder=embedder, temperature=0)
+
+
 def test_errors_name_the_problem(embedder, tmp_path):
     with pytest.raises(ValueError, match='bleurt'):
         create_similarity('bleurt')
