@@ -41,9 +41,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/encoders.py
 
 # Long run (not part of `make test`): Manipulate-by-Seeing vs behaviour cloning on the same
-# noisy wrist-camera PickPlace videos, closed loop from goal images, 3 seeds x 50 episodes.
+# noisy wrist-camera videos of each task in MBS_TASKS, closed loop from goal images, 3 seeds x
+# 50 episodes per task; results in $(MBS_RUN)/<task>/.
 # Smoke-size it with e.g. `make eval-mbs MBS_VIDEOS=2 MBS_STEPS=4 MBS_SIZE=32 EVAL_EPISODES=1`.
 CLI := $(VENV)/bin/embodied-vision
+MBS_TASKS ?= PickPlace Push
 MBS_VIDEOS ?= 60
 MBS_STEPS ?= 5000
 MBS_SIZE ?= 128
@@ -52,17 +54,20 @@ EVAL_EPISODES ?= 50
 EVAL_SEEDS ?= 0 1 2
 MBS_RUN ?= runs/mbs_eval
 eval-mbs: $(STAMP)
-	$(CLI) collect task=PickPlace n=$(MBS_VIDEOS) cameras=[wrist] size=$(MBS_SIZE) depth=false \
-		expert_noise=0.3 progress=false out=$(MBS_RUN)/pick_videos.hdf5
-	$(CLI) train experiment=mbs_pickplace task.videos=[$(MBS_RUN)/pick_videos.hdf5] \
-		task.image_size=$(MBS_SIZE) task.resize_to=$$(( $(MBS_SIZE) * 15 / 14 )) \
-		task.max_pool_size=$(MBS_POOL) trainer.max_steps=$(MBS_STEPS) \
-		hydra.run.dir=$(MBS_RUN)/mbs
-	$(CLI) train experiment=bc_mlp task.episodes=[$(MBS_RUN)/pick_videos.hdf5] task.camera=wrist \
-		task.image_size=$(MBS_SIZE) trainer.max_steps=$(MBS_STEPS) hydra.run.dir=$(MBS_RUN)/bc
-	$(CLI) evaluate $(MBS_RUN)/mbs/policy $(MBS_RUN)/bc/policy --task PickPlace \
-		--episodes $(EVAL_EPISODES) --seeds $(EVAL_SEEDS) --video $(MBS_RUN)/episode.gif \
-		--plot $(MBS_RUN)/mbs_vs_bc.png --json $(MBS_RUN)/mbs_vs_bc.json
+	for t in $(MBS_TASKS); do \
+		$(CLI) collect task=$$t n=$(MBS_VIDEOS) cameras=[wrist] size=$(MBS_SIZE) depth=false \
+			expert_noise=0.3 progress=false out=$(MBS_RUN)/$$t/videos.hdf5 && \
+		$(CLI) train experiment=mbs_pickplace name=mbs_$$t task.videos=[$(MBS_RUN)/$$t/videos.hdf5] \
+			task.image_size=$(MBS_SIZE) task.resize_to=$$(( $(MBS_SIZE) * 15 / 14 )) \
+			task.max_pool_size=$(MBS_POOL) trainer.max_steps=$(MBS_STEPS) \
+			hydra.run.dir=$(MBS_RUN)/$$t/mbs && \
+		$(CLI) train experiment=bc_mlp name=bc_$$t task.episodes=[$(MBS_RUN)/$$t/videos.hdf5] \
+			task.camera=wrist task.image_size=$(MBS_SIZE) trainer.max_steps=$(MBS_STEPS) \
+			hydra.run.dir=$(MBS_RUN)/$$t/bc && \
+		$(CLI) evaluate $(MBS_RUN)/$$t/mbs/policy $(MBS_RUN)/$$t/bc/policy --task $$t \
+			--episodes $(EVAL_EPISODES) --seeds $(EVAL_SEEDS) --video $(MBS_RUN)/$$t/episode.gif \
+			--plot $(MBS_RUN)/$$t/mbs_vs_bc.png --json $(MBS_RUN)/$$t/mbs_vs_bc.json \
+			|| exit 1; done
 
 install: $(STAMP)
 
