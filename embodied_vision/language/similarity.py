@@ -32,11 +32,15 @@ class MiniLMCosineSimilarity:
     def __init__(self, embedder: SentenceEmbedder | None = None):
         self.embedder = embedder or SentenceEmbedder()
 
-    def pairwise(self, a: list[str], b: list[str]) -> torch.Tensor:
-        """`(len(a), len(b))` similarities in [0, 1]."""
+    def dot_products(self, a: list[str], b: list[str]) -> torch.Tensor:
+        """`(len(a), len(b))` dot products of the unit MiniLM embeddings."""
         if not a or not b:
             raise ValueError(f'need non-empty sentence lists, got {len(a)} and {len(b)}')
-        return min_max_normalise(self.embedder.embed(a) @ self.embedder.embed(b).T)
+        return self.embedder.embed(a) @ self.embedder.embed(b).T
+
+    def pairwise(self, a: list[str], b: list[str]) -> torch.Tensor:
+        """`(len(a), len(b))` similarities in [0, 1]."""
+        return min_max_normalise(self.dot_products(a, b))
 
 
 class MiniLMSoftmaxSimilarity(MiniLMCosineSimilarity):
@@ -50,10 +54,7 @@ class MiniLMSoftmaxSimilarity(MiniLMCosineSimilarity):
 
     def pairwise(self, a: list[str], b: list[str]) -> torch.Tensor:
         """`(len(a), len(b))` similarities in [0, 1]; each row sums to 1."""
-        if not a or not b:
-            raise ValueError(f'need non-empty sentence lists, got {len(a)} and {len(b)}')
-        dots = self.embedder.embed(a) @ self.embedder.embed(b).T
-        return torch.softmax(dots / self.temperature, dim=1)
+        return torch.softmax(self.dot_products(a, b) / self.temperature, dim=1)
 
 
 SIMILARITIES: dict[str, Callable[..., object]] = {'minilm_cosine': MiniLMCosineSimilarity,
