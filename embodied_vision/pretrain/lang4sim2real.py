@@ -149,12 +149,17 @@ class LanguagePretrainTask:
         for name, data in (('sim', sim), ('real', real)):
             if len(data) == 0:
                 raise ValueError(f'{name}_episodes hold no steps: {data.paths}')
-        self.texts = sorted(set(_texts(sim)) | set(_texts(real)))
+        sim_texts, real_texts = _texts(sim), _texts(real)
+        self.texts = sorted(set(sim_texts) | set(real_texts))
         self.sentence_ids = {t: i for i, t in enumerate(self.texts)}
         embedder = SentenceEmbedder(cache_file=embedding_cache)
         self.sentences = embedder.embed(self.texts)
+        # As the official matrices: (sim sentence, real sentence) pairs only, so min-max and
+        # row-softmax normalise over the sentences the other domain actually shows.
         self.similarity = create_similarity(similarity, embedder=embedder).pairwise(
-            self.texts, self.texts)
+            sim_texts, real_texts)
+        self._sim_row = self._positions(sim_texts)
+        self._real_column = self._positions(real_texts)
         sim_train, self.sim_val = _split_by_episode(sim, val_fraction, seed)
         real_train, self.real_val = _split_by_episode(real, val_fraction, seed + 1)
         self._train = _PairedDomains(sim_train, real_train, self.key, self.sentence_ids)
@@ -164,6 +169,21 @@ class LanguagePretrainTask:
         self.model = _EncoderWithHead(backbone, head)  # the head is dropped on export
         _logger.info('%d stage sentences; %d sim / %d real training steps', len(self.texts),
                      len(sim_train), len(real_train))
+
+    def _positions(self, domain_texts: list[str]) -> torch.Tensor:
+        """Sentence id -> its index among one domain's sentences (-1: not in that domain)."""
+        positions = torch.full((len(self.texts),), -1, dtype=torch.long)
+        for k, text in enumerate(domain_texts):
+            positions[self.sentence_ids[text]] = k
+        return positions
+
+    def target_similarity(self, sim_ids: torch.Tensor, real_ids: torch.Tensor) -> torch.Tensor:
+        """`(len(sim_ids), len(real_ids))` sentence similarity of sim and real frames."""
+        rows, columns = self._sim_row[sim_ids.cpu()], self._real_column[real_ids.cpu()]
+        if (rows < 0).any() or (columns < 0).any():
+            raise ValueError('a sim frame carries a sentence only the real domain has, or the '
+                             'reverse; the similarity matrix covers sim x real sentences')
+        return self.similarity[rows][:, columns]
 
     def train_dataset(self) -> Dataset:
         return self._train
@@ -197,7 +217,7 @@ class LanguagePretrainTask:
             loss = language_regression_loss([h_sim, h_real],
                                             [sentences[sim_text], sentences[real_text]])
         else:
-            target = self.similarity.to(device)[sim_text][:, real_text]
+            target = self.target_similarity(sim_text, real_text).to(device)
             loss = language_distance_loss(f_sim, f_real, target, self.loss_scale)
         return loss, {}
 
@@ -231,7 +251,7 @@ class LanguagePretrainTask:
             results['language_accuracy'] = language_accuracy(
                 torch.cat([h_sim, h_real]), self.sentences, torch.cat([t_sim, t_real]))
         else:
-            target = self.similarity[t_real][:, t_sim]
+            target = self.target_similarity(t_sim, t_real).T
             results['f1@0.5'] = similarity_f1(cosine, target, 0.5)
             results['f1@0.8'] = similarity_f1(cosine, target, 0.8)
         return results

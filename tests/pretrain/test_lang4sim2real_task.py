@@ -86,3 +86,28 @@ def test_stage_retrieval_counts_only_shared_sentences_per_sentence():
     assert stage_retrieval(cosine, real_ids, sim_ids, [0, 1]) == pytest.approx((2 / 3 + 1) / 2)
     # with sentence 1 not shared, its sim frame is no candidate and row 2 turns right
     assert stage_retrieval(cosine, real_ids, sim_ids, [0]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize('similarity', ['minilm_cosine', 'minilm_softmax'])
+def test_distance_targets_cover_sim_by_real_sentences(episodes, similarity):
+    """The official matrix scores (sim sentence, real sentence) pairs only: min-max and the
+    row softmax normalise over what the other domain shows, not over all sentences."""
+    task = LanguagePretrainTask([episodes['sim']], [episodes['real']], objective='distance',
+                                image_size=32, pad=0, val_fraction=0.0, similarity=similarity)
+    data = task.train_dataset()
+    sim_ids = sorted({data[i]['sim_text'] for i in range(len(data))})
+    real_ids = sorted({data[i]['real_text'] for i in range(len(data))})
+    assert set(sim_ids) != set(real_ids)  # sim and real name their objects differently
+    target = task.target_similarity(torch.tensor(sim_ids), torch.tensor(real_ids))
+    assert target.shape == (len(sim_ids), len(real_ids)) == tuple(task.similarity.shape)
+    if similarity == 'minilm_softmax':
+        torch.testing.assert_close(target.sum(1), torch.ones(len(sim_ids)))
+    else:
+        assert target.min().item() == pytest.approx(0.0) and target.max().item() == 1.0
+    only_real = [i for i in real_ids if i not in sim_ids]
+    only_sim = [i for i in sim_ids if i not in real_ids]
+    with pytest.raises(ValueError, match='sim x real'):  # a real-only sentence as a sim row
+        if only_real:
+            task.target_similarity(torch.tensor(only_real), torch.tensor(real_ids))
+        else:
+            task.target_similarity(torch.tensor(sim_ids), torch.tensor(only_sim))
