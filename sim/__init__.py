@@ -20,7 +20,7 @@ if not os.environ.get('DISPLAY'):
     os.environ.setdefault('MUJOCO_GL', 'egl')
     os.environ.setdefault('PYOPENGL_PLATFORM', 'egl')
 
-from embodied_vision.sim.base import TabletopEnv  # noqa: E402
+from embodied_vision.sim.base import EVALUATION_SEED_BASE, TabletopEnv  # noqa: E402
 from embodied_vision.sim.cameras import CAMERA_NAMES, STEREO_BASELINE  # noqa: E402
 from embodied_vision.sim.domains import DOMAINS, DomainConfig, DomainRandomization  # noqa: E402
 from embodied_vision.sim.language import STAGE_TEMPLATES, TemplateSet  # noqa: E402
@@ -33,6 +33,7 @@ __all__ = [
     'DOMAINS',
     'DomainConfig',
     'DomainRandomization',
+    'EVALUATION_SEED_BASE',
     'STAGE_TEMPLATES',
     'STEREO_BASELINE',
     'TASKS',

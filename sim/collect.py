@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from embodied_vision.configs import compose_config as compose_package_config
 from embodied_vision.data.episodes import EpisodeBuffer, EpisodeWriter
+from embodied_vision.sim.base import EVALUATION_SEED_BASE
 from embodied_vision.sim.registration import env_id
 from embodied_vision.sim.tasks import TASKS
 
@@ -89,6 +90,13 @@ def _validate(cfg: DictConfig) -> None:
             raise ValueError(f'{key} must be >= 1, got {cfg[key]}')
     if not 0.0 <= float(cfg.expert_noise) <= 1.0:
         raise ValueError(f'expert_noise must be in [0, 1], got {cfg.expert_noise}')
+    attempts = int(cfg.max_attempts) if cfg.max_attempts is not None else 2 * int(cfg.n)
+    last_seed = int(cfg.seed) + attempts + int(cfg.num_envs) - 1
+    if int(cfg.seed) < 0 or last_seed >= EVALUATION_SEED_BASE:
+        raise ValueError(f'seed={cfg.seed} with up to {attempts} attempts would use episode '
+                         f'seeds up to {last_seed}; collection seeds must lie in [0, '
+                         f'{EVALUATION_SEED_BASE}): seeds from {EVALUATION_SEED_BASE} up are '
+                         'held out for evaluation')
 
 
 def collect(cfg: DictConfig) -> dict:

@@ -1,7 +1,8 @@
 """`embodied-vision evaluate POLICY [POLICY ...]`: closed-loop success in the sim suite.
 
-Every policy runs `--episodes` episodes for each of `--seeds` (episode seeds 1000*s + k, the
-same for every policy, so they face the same scenes) in the `sim` or `real` domain. Prints a
+Every policy runs `--episodes` episodes for each of `--seeds` (episode seeds
+EVALUATION_SEED_BASE + 1000*s + k: the same for every policy, so they face the same scenes,
+and never the initial states of collected demos) in the `sim` or `real` domain. Prints a
 table of success mean and spread across seeds, and optionally writes the per-episode JSON, a
 bar plot with the spread, and one video per policy and seed.
 
@@ -38,7 +39,7 @@ def evaluate_policy_path(path: str, args) -> dict:
     import gymnasium as gym
 
     from embodied_vision.policies.evaluation import evaluate
-    import embodied_vision.sim  # noqa: F401  (registers the gymnasium ids)
+    from embodied_vision.sim import EVALUATION_SEED_BASE  # registers the gymnasium ids
     policy, encoder = _load(path, args.encoder, args.checkpoint)
     config = getattr(policy, 'config', None)
     default_camera = 'wrist' if getattr(policy, 'name', '') == 'mbs' else 'front'
@@ -51,7 +52,8 @@ def evaluate_policy_path(path: str, args) -> dict:
 
     runs = []
     for run_seed in args.seeds:
-        result = evaluate(policy, make_env, episodes=args.episodes, seed=1000 * run_seed,
+        result = evaluate(policy, make_env, episodes=args.episodes,
+                          seed=EVALUATION_SEED_BASE + 1000 * run_seed,
                           camera=camera, domain=args.domain, encoder=encoder,
                           record=1 if args.video else 0)
         if args.video and result['videos']:

@@ -14,7 +14,7 @@ from embodied_vision.policies import ScriptedExpertPolicy, make_policy  # noqa: 
 from embodied_vision.policies.evaluation import evaluate, expert_goal_frame  # noqa: E402
 from embodied_vision.policies.lang4sim2real import L4SBCConfig, L4SBCPolicy  # noqa: E402
 from embodied_vision.policies.mbs import ActionPool, MbSConfig, MbSPolicy  # noqa: E402
-import embodied_vision.sim  # noqa: E402,F401
+from embodied_vision.sim import EVALUATION_SEED_BASE  # noqa: E402
 
 
 def _factory(task='Reach', camera='front', domain='sim', steps=None):
@@ -79,7 +79,8 @@ def test_evaluate_command_compares_policies_over_seeds(tmp_path, capsys):
     assert 'Reach (real), 2 seeds x 2 episodes' in printed and printed.count('100.0%') == 2
     results = json.loads(out.read_text())['results']
     runs = results[0]['runs']
-    assert [r['seed'] for r in runs] == [0, 1] and runs[1]['per_episode'][0]['seed'] == 1000
+    assert [r['seed'] for r in runs] == [0, 1]
+    assert runs[1]['per_episode'][0]['seed'] == EVALUATION_SEED_BASE + 1000  # held out
     assert results[0]['mean'] == 1.0 and results[0]['std'] == 0.0
     assert plot.stat().st_size > 0
     assert (tmp_path / 'reach_scripted_expert_seed0.gif').stat().st_size > 0

@@ -66,3 +66,13 @@ def test_collect_end_to_end(tmp_path):
 def test_collect_reports_bad_arguments(tmp_path, capsys):
     assert main(['task=Juggle', f'out={tmp_path / "x.hdf5"}']) == 2
     assert 'valid tasks' in capsys.readouterr().err
+
+
+def test_collect_refuses_the_evaluation_seeds(tmp_path, capsys):
+    """Demos never start from the initial states `embodied-vision evaluate` scores on."""
+    from embodied_vision.sim import EVALUATION_SEED_BASE
+    out = tmp_path / 'x.hdf5'
+    for seed in (EVALUATION_SEED_BASE - 10, EVALUATION_SEED_BASE + 3, -1):  # 10: 2n attempts
+        assert main(['task=Reach', 'n=5', 'num_envs=1', f'seed={seed}', f'out={out}']) == 2
+        assert 'held out for evaluation' in capsys.readouterr().err
+    assert not out.exists()
