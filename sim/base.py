@@ -43,11 +43,11 @@ __all__ = ['ASSETS_DIR', 'EVALUATION_SEED_BASE', 'TabletopEnv', 'INSTRUCTION_CHA
 _logger = logging.getLogger(__name__)
 
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'assets')
-#: Characters allowed in instructions (the charset of the `instruction` Text space).
-# Episode seeds from here up are held out for evaluation: `collect` refuses them and
-# `embodied-vision evaluate` starts there, so no policy is scored on the initial states
-# (object layout, domain jitter) of the demos it was trained on.
+#: Episode seeds from here up are held out for evaluation: `collect` refuses them and
+#: `embodied-vision evaluate` starts there, so no policy is scored on the initial states
+#: (object layout, domain jitter) of the demos it was trained on.
 EVALUATION_SEED_BASE = 1_000_000
+#: Characters allowed in instructions (the charset of the `instruction` Text space).
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " ,.;:'-"
 _HOME = np.array([0.0, 0.0, 0.25])
 

@@ -80,6 +80,11 @@ def _info(infos: dict, i: int) -> dict:
     return {k: v[i] for k, v in infos.items() if not k.startswith('_')}
 
 
+def _max_attempts(cfg: DictConfig) -> int:
+    """Episodes `collect` may launch: `max_attempts`, or twice `n` when unset."""
+    return int(cfg.max_attempts) if cfg.max_attempts is not None else 2 * int(cfg.n)
+
+
 def _validate(cfg: DictConfig) -> None:
     if cfg.task not in TASKS:
         raise ValueError(f'unknown task {cfg.task!r}; valid tasks: {sorted(TASKS)}')
@@ -90,7 +95,7 @@ def _validate(cfg: DictConfig) -> None:
             raise ValueError(f'{key} must be >= 1, got {cfg[key]}')
     if not 0.0 <= float(cfg.expert_noise) <= 1.0:
         raise ValueError(f'expert_noise must be in [0, 1], got {cfg.expert_noise}')
-    attempts = int(cfg.max_attempts) if cfg.max_attempts is not None else 2 * int(cfg.n)
+    attempts = _max_attempts(cfg)
     last_seed = int(cfg.seed) + attempts + int(cfg.num_envs) - 1
     if int(cfg.seed) < 0 or last_seed >= EVALUATION_SEED_BASE:
         raise ValueError(f'seed={cfg.seed} with up to {attempts} attempts would use episode '
@@ -103,7 +108,7 @@ def collect(cfg: DictConfig) -> dict:
     """Record `cfg.n` expert episodes; returns a summary dict (episodes, attempts, success)."""
     _validate(cfg)
     n, num_envs, seed = int(cfg.n), int(cfg.num_envs), int(cfg.seed)
-    max_attempts = int(cfg.max_attempts) if cfg.max_attempts is not None else 2 * n
+    max_attempts = _max_attempts(cfg)
     envs = _make_envs(cfg)
     launched = 0
     attempts = successes = written = 0
