@@ -81,11 +81,18 @@ class L4SBCTrainingTask:
         target_probability: probability that a sample comes from `real_episodes`.
         policy: `L4SBCConfig` fields (e.g. `encoder_checkpoint` of a pretrained encoder).
         embedding_cache: optional `.safetensors` cache of instruction embeddings.
+        target_domain: domain name prefixed to the instructions of `real_episodes`; 'sim'
+            with no `sim_episodes` is single-domain BC on sim demos (e.g. the behaviour
+            cloning baseline of Manipulate-by-Seeing on its tool-camera videos), evaluated
+            in the sim domain with the same prefix.
     """
 
     def __init__(self, sim_episodes: Sequence[str], real_episodes: Sequence[str],
                  target_probability: float = 0.2, policy: Mapping | None = None,
-                 embedding_cache: str | None = None):
+                 embedding_cache: str | None = None, target_domain: str = 'real'):
+        if sim_episodes and target_domain != 'real':
+            raise ValueError(f'target_domain={target_domain!r} needs sim_episodes=[]: mixed '
+                             'batches pair sim source demos with real target demos')
         self.config = L4SBCConfig(**(policy or {}))
         key = f'{self.config.camera}/rgb'
         target = EpisodeDataset(list(real_episodes), obs_keys=[key, 'proprio'])
@@ -97,7 +104,7 @@ class L4SBCTrainingTask:
             source, source_language = [], torch.zeros(0, self.config.text_dim)
         self._dataset = MixedDomainDataset(
             source, target, target_probability, source_language,
-            _instruction_embeddings(target, 'real', embedder), key)
+            _instruction_embeddings(target, target_domain, embedder), key)
         self.model = L4SBCPolicy(self.config, embedder=embedder)
 
     def train_dataset(self) -> Dataset:

