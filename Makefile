@@ -42,7 +42,11 @@ bench: $(STAMP)
 
 # Long run (not part of `make test`): Manipulate-by-Seeing vs behaviour cloning on the same
 # noisy wrist-camera videos of each task in MBS_TASKS, closed loop from goal images, 3 seeds x
-# 50 episodes per task; results in $(MBS_RUN)/<task>/.
+# 50 episodes per task; results in $(MBS_RUN)/<task>/. Two BC baselines: `bc_mlp` on frozen
+# R3M embeddings (the R3M protocol; without official R3M weights its encoder is random) and
+# `bc_e2e`, the FiLM-ResNet BC policy trained end to end on the same frames (single domain).
+# MBS_TASKS=Reach is a quick sanity check of the planner (use MBS_STEP=0.02 there: the
+# tolerance is 2 cm).
 # Smoke-size it with e.g. `make eval-mbs MBS_VIDEOS=2 MBS_STEPS=4 MBS_SIZE=32 EVAL_EPISODES=1`.
 CLI := $(VENV)/bin/embodied-vision
 MBS_TASKS ?= PickPlace Push
@@ -50,6 +54,7 @@ MBS_VIDEOS ?= 60
 MBS_STEPS ?= 5000
 MBS_SIZE ?= 128
 MBS_POOL ?= null
+MBS_STEP ?= 0.04
 EVAL_EPISODES ?= 50
 EVAL_SEEDS ?= 0 1 2
 MBS_RUN ?= runs/mbs_eval
@@ -59,12 +64,18 @@ eval-mbs: $(STAMP)
 			expert_noise=0.3 progress=false out=$(MBS_RUN)/$$t/videos.hdf5 && \
 		$(CLI) train experiment=mbs_pickplace name=mbs_$$t task.videos=[$(MBS_RUN)/$$t/videos.hdf5] \
 			task.image_size=$(MBS_SIZE) task.resize_to=$$(( $(MBS_SIZE) * 15 / 14 )) \
-			task.max_pool_size=$(MBS_POOL) trainer.max_steps=$(MBS_STEPS) \
+			task.max_pool_size=$(MBS_POOL) task.step_size=$(MBS_STEP) trainer.max_steps=$(MBS_STEPS) \
 			hydra.run.dir=$(MBS_RUN)/$$t/mbs && \
 		$(CLI) train experiment=bc_mlp name=bc_$$t task.episodes=[$(MBS_RUN)/$$t/videos.hdf5] \
 			task.camera=wrist task.image_size=$(MBS_SIZE) trainer.max_steps=$(MBS_STEPS) \
 			hydra.run.dir=$(MBS_RUN)/$$t/bc && \
-		$(CLI) evaluate $(MBS_RUN)/$$t/mbs/policy $(MBS_RUN)/$$t/bc/policy --task $$t \
+		$(CLI) train experiment=lang4sim2real_bc name=bc_e2e_$$t task.sim_episodes=[] \
+			task.real_episodes=[$(MBS_RUN)/$$t/videos.hdf5] task.target_domain=sim \
+			task.policy.camera=wrist task.policy.image_size=$(MBS_SIZE) \
+			task.policy.freeze_pretrained=false trainer.batch_size=32 \
+			trainer.max_steps=$(MBS_STEPS) hydra.run.dir=$(MBS_RUN)/$$t/bc_e2e && \
+		$(CLI) evaluate mbs=$(MBS_RUN)/$$t/mbs/policy bc_mlp=$(MBS_RUN)/$$t/bc/policy \
+			bc_e2e=$(MBS_RUN)/$$t/bc_e2e/policy --task $$t \
 			--episodes $(EVAL_EPISODES) --seeds $(EVAL_SEEDS) --video $(MBS_RUN)/$$t/episode.gif \
 			--plot $(MBS_RUN)/$$t/mbs_vs_bc.png --json $(MBS_RUN)/$$t/mbs_vs_bc.json \
 			|| exit 1; done
