@@ -50,7 +50,9 @@ bench: $(STAMP)
 # Smoke-size it with e.g. `make eval-mbs MBS_VIDEOS=2 MBS_STEPS=4 MBS_SIZE=32 EVAL_EPISODES=1`.
 CLI := $(VENV)/bin/embodied-vision
 MBS_TASKS ?= PickPlace Push
-MBS_VIDEOS ?= 60
+# 300 videos: with 60, MbS overfits (Reach, 64 px, step 600: val direction cos 0.67, train
+# top-1 0.31 vs val 0.02; 4% closed loop); with 300 the same run reaches 0.97 and 20%.
+MBS_VIDEOS ?= 300
 MBS_STEPS ?= 5000
 MBS_SIZE ?= 128
 MBS_POOL ?= null
