@@ -10,7 +10,11 @@ bar plot with the spread, and one video per policy and seed.
         --episodes 50 --seeds 0 1 2 --plot mbs_vs_bc.png --json eval.json --video eval.gif
 
 A policy may be given as `LABEL=PATH`; policies sharing a label (e.g. one per training seed)
-are pooled into one row, whose spread is then across all their runs.
+are pooled into one row, whose spread is then across all their runs. `--merge` adds the rows
+of earlier `--json` outputs of the same task and domain (runs evaluated one at a time, e.g. as
+each training seed finishes), pooled by label with the rest:
+
+    embodied-vision evaluate --merge seed0.json seed1.json seed2.json --plot table.png
 """
 import argparse
 import json
@@ -75,11 +79,34 @@ def _pooled(labelled: list[tuple[str, dict]]) -> list[dict]:
         row = rows.setdefault(label, {'policy': label, 'kind': result['kind'], 'runs': [],
                                       'paths': []})
         row['runs'] += result['runs']
-        row['paths'].append(result['policy'])
+        row['paths'] += result.get('paths', [result['policy']])
     for row in rows.values():
         rates = [run['success_rate'] for run in row['runs']]
         row['mean'], row['std'] = float(np.mean(rates)), float(np.std(rates))
     return list(rows.values())
+
+
+def _merged(paths: list[str], task: str | None, domain: str | None
+            ) -> tuple[str, str, list[tuple[str, dict]]]:
+    """The labelled rows of earlier `--json` outputs; all must share one task and domain."""
+    labelled = []
+    for path in paths:
+        try:
+            table = json.loads(Path(path).read_text())
+            rows = [(row['policy'], row) for row in table['results']]
+            found = table['task'], table['domain']
+        except FileNotFoundError:
+            raise FileNotFoundError(f'--merge: no such file {path}') from None
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f'--merge: {path} is not an `evaluate --json` output (expected '
+                             f'task, domain and results with policy and runs): {err}') from None
+        expected = task or found[0], domain or found[1]
+        if expected != found:
+            raise ValueError(f'--merge: {path} holds {found[0]} ({found[1]}) runs, expected '
+                             f'{expected[0]} ({expected[1]})')
+        task, domain = found
+        labelled += rows
+    return task, domain, labelled
 
 
 def _plot(results: list[dict], path: Path, title: str) -> None:
@@ -105,9 +132,10 @@ def _plot(results: list[dict], path: Path, title: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='embodied-vision evaluate', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('policies', nargs='+', help='saved policy directories or scripted_expert')
-    parser.add_argument('--task', default='PickPlace')
-    parser.add_argument('--domain', default='sim', choices=['sim', 'real'])
+    parser.add_argument('policies', nargs='*', help='saved policy directories or scripted_expert')
+    parser.add_argument('--task', default=None, help='default: PickPlace, or that of --merge')
+    parser.add_argument('--domain', default=None, choices=['sim', 'real'],
+                        help='default: sim, or that of --merge')
     parser.add_argument('--episodes', type=int, default=50)
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--camera', default=None, help="default: the policy's camera")
@@ -116,16 +144,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--checkpoint', default=None, help='weights of that encoder')
     parser.add_argument('--video', default=None, help='first episode per policy and seed')
     parser.add_argument('--plot', default=None, help='bar plot of success with the spread')
+    parser.add_argument('--merge', nargs='+', default=[], metavar='JSON',
+                        help='pool in the rows of earlier --json outputs (same task and domain)')
     parser.add_argument('--json', default=None)
     args = parser.parse_args(argv)
+    if not args.policies and not args.merge:
+        parser.error('give policies to evaluate, or --merge earlier --json outputs')
     try:
-        results = _pooled([(spec.partition('=')[0] if '=' in spec else spec,
-                            evaluate_policy_path(spec.partition('=')[2] or spec, args))
-                           for spec in args.policies])
+        labelled = []
+        if args.merge:
+            args.task, args.domain, labelled = _merged(args.merge, args.task, args.domain)
+        args.task, args.domain = args.task or 'PickPlace', args.domain or 'sim'
+        labelled += [(spec.partition('=')[0] if '=' in spec else spec,
+                      evaluate_policy_path(spec.partition('=')[2] or spec, args))
+                     for spec in args.policies]
+        results = _pooled(labelled)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f'embodied-vision evaluate: error: {err}', file=sys.stderr)
         return 2
-    title = f'{args.task} ({args.domain}), {len(args.seeds)} seeds x {args.episodes} episodes'
+    episodes = sorted({run['episodes'] for r in results for run in r['runs']})
+    runs = sorted({len(r['runs']) for r in results})
+    title = (f'{args.task} ({args.domain}), {"/".join(map(str, runs))} runs x '
+             f'{"/".join(map(str, episodes))} episodes')
     print(f'{title}\n{"policy":<40} {"kind":<16} {"success":>9} {"+-":>7}  per run')
     for r in results:
         per_seed = ' '.join(f'{run["success_rate"]:.0%}' for run in r['runs'])

@@ -76,7 +76,7 @@ def test_evaluate_command_compares_policies_over_seeds(tmp_path, capsys):
                  '--json', str(out), '--plot', str(plot),
                  '--video', str(tmp_path / 'reach.gif')]) == 0
     printed = capsys.readouterr().out
-    assert 'Reach (real), 2 seeds x 2 episodes' in printed and printed.count('100.0%') == 2
+    assert 'Reach (real), 2 runs x 2 episodes' in printed and printed.count('100.0%') == 2
     results = json.loads(out.read_text())['results']
     runs = results[0]['runs']
     assert [r['seed'] for r in runs] == [0, 1]
@@ -97,3 +97,30 @@ def test_labelled_policies_are_pooled(tmp_path, capsys):
                  '--json', str(out)]) == 0
     (row,) = json.loads(out.read_text())['results']
     assert row['policy'] == 'expert' and len(row['runs']) == 2 and row['mean'] == 1.0
+
+
+def test_earlier_tables_are_merged_by_label(tmp_path, capsys):
+    import json
+
+    from embodied_vision.cli import main
+    first, second, merged = (tmp_path / f'{n}.json' for n in ('first', 'second', 'merged'))
+    assert main(['evaluate', 'expert=scripted_expert', '--task', 'Reach', '--episodes', '1',
+                 '--seeds', '0', '--size', '32', '--json', str(first)]) == 0
+    table = json.loads(first.read_text())
+    failed = json.loads(json.dumps(table['results'][0]))  # the same row, its run failed
+    failed['runs'][0].update(success_rate=0.0, successes=0)
+    second.write_text(json.dumps({'task': 'Reach', 'domain': 'sim', 'results': [
+        failed | {'policy': 'expert'}, failed | {'policy': 'other'}]}))
+    capsys.readouterr()
+    assert main(['evaluate', '--merge', str(first), str(second), '--json', str(merged),
+                 '--plot', str(tmp_path / 'merged.png')]) == 0
+    assert 'Reach (sim), 1/2 runs x 1 episodes' in capsys.readouterr().out
+    rows = {row['policy']: row for row in json.loads(merged.read_text())['results']}
+    assert rows['expert']['mean'] == 0.5 and rows['expert']['std'] == 0.5
+    assert len(rows['expert']['paths']) == 2 and rows['other']['mean'] == 0.0
+    # a table of another task, or a file that is not a table, is refused by name
+    assert main(['evaluate', '--merge', str(first), '--task', 'Push']) == 2
+    assert 'holds Reach (sim) runs, expected Push (sim)' in capsys.readouterr().err
+    (tmp_path / 'bad.json').write_text('{"rows": []}')
+    assert main(['evaluate', '--merge', str(tmp_path / 'bad.json')]) == 2
+    assert 'is not an `evaluate --json` output' in capsys.readouterr().err
