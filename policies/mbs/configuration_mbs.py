@@ -31,6 +31,10 @@ class MbSConfig:
             sampling (training and planning cost grow with the pool); None = every observed
             direction (official).
         color_jitter: brightness/contrast/saturation/hue jitter strength (paper 0.2).
+        shared_crop: one random crop for o_t, o_{t+1} and the goal of a sample. The official
+            loader crops each frame independently, which shifts the goal against the current
+            view by up to resize_to - image_size pixels: with a camera on the tool, that is
+            the relative position the planner has to resolve near the goal.
         step_size: metres moved per planning step (paper 0.04).
         gripper_threshold: close the gripper when the classifier's probability exceeds it.
         stop_threshold: stop (zero motion) once the predicted cosine to the goal exceeds
@@ -56,6 +60,7 @@ class MbSConfig:
     min_translation: float = 0.005
     max_pool_size: int | None = None
     color_jitter: float = 0.2
+    shared_crop: bool = False
     # planner
     step_size: float = 0.04
     gripper_threshold: float = 0.8

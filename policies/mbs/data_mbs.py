@@ -97,14 +97,21 @@ class MbSVideoDataset(Dataset):
         return [torch.from_numpy(np.ascontiguousarray(frames[t])).permute(2, 0, 1)
                 for t in steps]
 
-    def _view(self, frame: torch.Tensor) -> torch.Tensor:
+    def _view(self, frame: torch.Tensor, corner: list[int] | None) -> torch.Tensor:
+        """The centre crop (validation) or the crop at `corner` (None: a random one)."""
         size, resize = self.config.image_size, self.config.resize_to
         if not self.train:
             return resize_center_crop(frame[None], (size, size), resize / size)[0]
         frame = resize_center_crop(frame[None], (resize, resize), 1.0)[0]
-        top, left = torch.randint(0, resize - size + 1, (2,)).tolist()
+        top, left = corner or torch.randint(0, resize - size + 1, (2,)).tolist()
         frame = frame[:, top:top + size, left:left + size]
         return self.jitter(frame) if self.jitter is not None else frame
+
+    def views(self, frames: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The crops (and jitter) of one sample's uint8 `(3, H, W)` frames."""
+        span = self.config.resize_to - self.config.image_size + 1
+        corner = torch.randint(0, span, (2,)).tolist() if self.config.shared_crop else None
+        return [self._view(frame, corner) for frame in frames]
 
     def __getitem__(self, i: int) -> dict:
         v, t = self.index[i]
@@ -112,7 +119,7 @@ class MbSVideoDataset(Dataset):
         stride, last = self.config.frame_stride, len(video['positions']) - 1
         goal = int(torch.randint(t + stride, last + 1, ()).item())
         frames = self._frames(video, [t, t + stride, goal])
-        obs, next_obs, goal_obs = (self._view(f) for f in frames)
+        obs, next_obs, goal_obs = self.views(frames)
         return {'obs': obs, 'next_obs': next_obs, 'goal': goal_obs,
                 'action': self.directions[v][t],
                 'gripper': torch.tensor(float(video['grip'][t] > 0))}

@@ -163,6 +163,19 @@ def test_training_on_sim_videos_lowers_the_loss_and_exports_a_planner(videos, tm
     torch.testing.assert_close(exported.plan(sample['obs'])[1], policy.plan(sample['obs'])[1])
 
 
+@pytest.mark.parametrize('shared', [False, True])
+def test_shared_crop_keeps_the_frames_of_a_sample_aligned(videos, shared):
+    from embodied_vision.policies.mbs.data_mbs import MbSVideoDataset, load_videos
+    config = MbSConfig(image_size=24, resize_to=32, color_jitter=0.0, shared_crop=shared)
+    dataset = MbSVideoDataset(load_videos([videos], 'wrist'), config)
+    torch.manual_seed(0)
+    frame = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    crops = [dataset.views([frame] * 3) for _ in range(4)]
+    aligned = [all(torch.equal(views[0], view) for view in views[1:]) for views in crops]
+    assert all(aligned) if shared else not any(aligned)
+    assert not all(torch.equal(crops[0][0], views[0]) for views in crops[1:])  # still random
+
+
 def test_factory_loads_a_saved_planner_and_refuses_to_make_one(tmp_path):
     from embodied_vision.policies import load_policy, make_policy
     policy, _, _ = _constructed_policy()
