@@ -147,7 +147,15 @@ class Trainer:
         if not (self.config.resume and self.checkpoint_path.exists()):
             return 0
         state = torch.load(self.checkpoint_path, map_location='cpu', weights_only=True)
-        _unwrap(model).load_state_dict(state['model'])
+        try:
+            _unwrap(model).load_state_dict(state['model'])
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()
+            raise RuntimeError(
+                f'cannot resume from {self.checkpoint_path}: it holds a different model '
+                f'({first[1].strip() if len(first) > 1 else first[0]}). Resume with the '
+                'config that run was made with, or train into another folder '
+                '(hydra.run.dir=...) or from scratch (trainer.resume=false).') from err
         optimizer.load_state_dict(state['optimizer'])
         if scheduler is not None and state.get('scheduler') is not None:
             scheduler.load_state_dict(state['scheduler'])

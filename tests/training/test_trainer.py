@@ -34,6 +34,16 @@ def test_loss_falls_and_outputs_are_written(tmp_path):
     assert steps[0] == 5 and steps[-1] == 60 and losses[-1] < 0.1 * losses[0]
 
 
+def test_resuming_a_run_of_another_model_names_the_checkpoint(tmp_path):
+    Trainer(_config(tmp_path, max_steps=20), ToyRegression(), _sgd).fit()
+    wider = ToyRegression(dim=5)  # same folder, another config
+    with pytest.raises(RuntimeError, match=r'cannot resume from .*last\.pt: it holds a '
+                                           r'different model \(size mismatch for weight'):
+        Trainer(_config(tmp_path, max_steps=40), wider, _sgd).fit()
+    summary = Trainer(_config(tmp_path, max_steps=20, resume=False), wider, _sgd).fit()
+    assert summary['final']['eval/mse'] < wider.y.var().item()
+
+
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     straight = ToyRegression()
     Trainer(_config(tmp_path / 'a', max_steps=50), straight, _sgd).fit()
