@@ -95,6 +95,11 @@ def _merged(paths: list[str], task: str | None, domain: str | None
             table = json.loads(Path(path).read_text())
             rows = [(row['policy'], row) for row in table['results']]
             found = table['task'], table['domain']
+            for label, row in rows:  # every field the table and plot read
+                if 'kind' not in row or not all({'success_rate', 'episodes'} <= set(run)
+                                                for run in row['runs']):
+                    raise KeyError(f'row {label!r} lacks kind, or runs with success_rate '
+                                   'and episodes')
         except FileNotFoundError:
             raise FileNotFoundError(f'--merge: no such file {path}') from None
         except (json.JSONDecodeError, KeyError, TypeError) as err:

@@ -121,6 +121,8 @@ def test_earlier_tables_are_merged_by_label(tmp_path, capsys):
     # a table of another task, or a file that is not a table, is refused by name
     assert main(['evaluate', '--merge', str(first), '--task', 'Push']) == 2
     assert 'holds Reach (sim) runs, expected Push (sim)' in capsys.readouterr().err
-    (tmp_path / 'bad.json').write_text('{"rows": []}')
-    assert main(['evaluate', '--merge', str(tmp_path / 'bad.json')]) == 2
-    assert 'is not an `evaluate --json` output' in capsys.readouterr().err
+    for bad in ({'rows': []}, {'task': 'Reach', 'domain': 'sim',
+                               'results': [{'policy': 'x', 'kind': 'mbs', 'runs': [{}]}]}):
+        (tmp_path / 'bad.json').write_text(json.dumps(bad))
+        assert main(['evaluate', '--merge', str(tmp_path / 'bad.json')]) == 2
+        assert 'is not an `evaluate --json` output' in capsys.readouterr().err
