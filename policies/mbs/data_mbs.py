@@ -103,14 +103,19 @@ class MbSVideoDataset(Dataset):
         if not self.train:
             return resize_center_crop(frame[None], (size, size), resize / size)[0]
         frame = resize_center_crop(frame[None], (resize, resize), 1.0)[0]
-        top, left = corner or torch.randint(0, resize - size + 1, (2,)).tolist()
+        top, left = corner or self._random_corner()
         frame = frame[:, top:top + size, left:left + size]
         return self.jitter(frame) if self.jitter is not None else frame
 
+    def _random_corner(self) -> list[int]:
+        """(top, left) of a random training crop."""
+        span = self.config.resize_to - self.config.image_size + 1
+        return torch.randint(0, span, (2,)).tolist()
+
     def views(self, frames: list[torch.Tensor]) -> list[torch.Tensor]:
         """The crops (and jitter) of one sample's uint8 `(3, H, W)` frames."""
-        span = self.config.resize_to - self.config.image_size + 1
-        corner = torch.randint(0, span, (2,)).tolist() if self.config.shared_crop else None
+        shared = self.train and self.config.shared_crop
+        corner = self._random_corner() if shared else None
         return [self._view(frame, corner) for frame in frames]
 
     def __getitem__(self, i: int) -> dict:
