@@ -15,6 +15,10 @@ of earlier `--json` outputs of the same task and domain (runs evaluated one at a
 each training seed finishes), pooled by label with the rest:
 
     embodied-vision evaluate --merge seed0.json seed1.json seed2.json --plot table.png
+
+`--task-option KEY=VALUE` sets a task option for every episode (e.g. `target_object=carrot`
+for PickPlace, whose target is otherwise drawn per episode); the options go into the JSON, and
+`--merge` pools only tables of the same task, domain and options.
 """
 import argparse
 import json
@@ -52,7 +56,8 @@ def evaluate_policy_path(path: str, args) -> dict:
 
     def make_env():
         return gym.make(f'embodied_vision/{args.task}-v0', cameras=(camera,), image_size=size,
-                        depth=False, domain=args.domain, disable_env_checker=True)
+                        depth=False, domain=args.domain, task_kwargs=args.task_options,
+                        disable_env_checker=True)
 
     runs = []
     for run_seed in args.seeds:
@@ -86,15 +91,33 @@ def _pooled(labelled: list[tuple[str, dict]]) -> list[dict]:
     return list(rows.values())
 
 
-def _merged(paths: list[str], task: str | None, domain: str | None
-            ) -> tuple[str, str, list[tuple[str, dict]]]:
-    """The labelled rows of earlier `--json` outputs; all must share one task and domain."""
+def _task_options(pairs: list[str]) -> dict:
+    """`['target_object=carrot', 'n=2']` -> `{'target_object': 'carrot', 'n': 2}` (YAML values)."""
+    import yaml
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition('=')
+        if not sep or not key:
+            raise ValueError(f'--task-option takes KEY=VALUE, got {pair!r}')
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def _describe(task: str, domain: str, options: dict) -> str:
+    """`PickPlace (sim)`, or `PickPlace (sim, target_object=carrot)` with task options."""
+    return f'{task} ({domain}{"".join(f", {k}={v}" for k, v in options.items())})'
+
+
+def _merged(paths: list[str], task: str | None, domain: str | None, options: dict | None
+            ) -> tuple[str, str, dict, list[tuple[str, dict]]]:
+    """The labelled rows of earlier `--json` outputs; all must share one task, domain and set
+    of task options (tables written before options were recorded count as none)."""
     labelled = []
     for path in paths:
         try:
             table = json.loads(Path(path).read_text())
             rows = [(row['policy'], row) for row in table['results']]
-            found = table['task'], table['domain']
+            found = table['task'], table['domain'], table.get('task_options', {})
             for label, row in rows:  # every field the table and plot read
                 if 'kind' not in row or not all({'success_rate', 'episodes'} <= set(run)
                                                 for run in row['runs']):
@@ -105,13 +128,13 @@ def _merged(paths: list[str], task: str | None, domain: str | None
         except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise ValueError(f'--merge: {path} is not an `evaluate --json` output (expected '
                              f'task, domain and results with policy and runs): {err}') from None
-        expected = task or found[0], domain or found[1]
+        expected = task or found[0], domain or found[1], found[2] if options is None else options
         if expected != found:
-            raise ValueError(f'--merge: {path} holds {found[0]} ({found[1]}) runs, expected '
-                             f'{expected[0]} ({expected[1]})')
-        task, domain = found
+            raise ValueError(f'--merge: {path} holds {_describe(*found)} runs, expected '
+                             f'{_describe(*expected)}')
+        task, domain, options = found
         labelled += rows
-    return task, domain, labelled
+    return task, domain, options, labelled
 
 
 def _plot(results: list[dict], path: Path, title: str) -> None:
@@ -141,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--task', default=None, help='default: PickPlace, or that of --merge')
     parser.add_argument('--domain', default=None, choices=['sim', 'real'],
                         help='default: sim, or that of --merge')
+    parser.add_argument('--task-option', action='append', default=[], metavar='KEY=VALUE',
+                        help='a task option for every episode, e.g. target_object=carrot '
+                             '(repeatable)')
     parser.add_argument('--episodes', type=int, default=50)
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--camera', default=None, help="default: the policy's camera")
@@ -157,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('give policies to evaluate, or --merge earlier --json outputs')
     try:
         labelled = []
+        args.task_options = _task_options(args.task_option) if args.task_option else None
         if args.merge:
-            args.task, args.domain, labelled = _merged(args.merge, args.task, args.domain)
+            args.task, args.domain, args.task_options, labelled = _merged(
+                args.merge, args.task, args.domain, args.task_options)
         args.task, args.domain = args.task or 'PickPlace', args.domain or 'sim'
+        args.task_options = args.task_options or {}
         labelled += [(spec.partition('=')[0] if '=' in spec else spec,
                       evaluate_policy_path(spec.partition('=')[2] or spec, args))
                      for spec in args.policies]
@@ -169,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     episodes = sorted({run['episodes'] for r in results for run in r['runs']})
     runs = sorted({len(r['runs']) for r in results})
-    title = (f'{args.task} ({args.domain}), {"/".join(map(str, runs))} runs x '
+    title = (f'{_describe(args.task, args.domain, args.task_options)}, '
+             f'{"/".join(map(str, runs))} runs x '
              f'{"/".join(map(str, episodes))} episodes')
     print(f'{title}\n{"policy":<40} {"kind":<16} {"success":>9} {"+-":>7}  per run')
     for r in results:
@@ -180,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         _plot(results, Path(args.plot), title)
     if args.json:
         Path(args.json).write_text(json.dumps({'task': args.task, 'domain': args.domain,
+                                               'task_options': args.task_options,
                                                'results': results}, indent=2) + '\n')
     return 0
 

@@ -126,3 +126,31 @@ def test_earlier_tables_are_merged_by_label(tmp_path, capsys):
         (tmp_path / 'bad.json').write_text(json.dumps(bad))
         assert main(['evaluate', '--merge', str(tmp_path / 'bad.json')]) == 2
         assert 'is not an `evaluate --json` output' in capsys.readouterr().err
+
+
+def test_task_options_reach_the_episodes_and_keep_tables_apart(tmp_path, capsys):
+    import json
+
+    from embodied_vision.cli import main
+    carrot, random_target = tmp_path / 'carrot.json', tmp_path / 'random.json'
+    assert main(['evaluate', 'expert=scripted_expert', '--task', 'PickPlace', '--task-option',
+                 'target_object=carrot', '--episodes', '1', '--seeds', '0', '--size', '32',
+                 '--json', str(carrot)]) == 0
+    assert 'PickPlace (sim, target_object=carrot), 1 runs x 1 episodes' in \
+        capsys.readouterr().out
+    assert json.loads(carrot.read_text())['task_options'] == {'target_object': 'carrot'}
+    # the option is the task's: one it does not have, or a value it does not know, is refused
+    assert main(['evaluate', 'scripted_expert', '--task', 'PickPlace', '--task-option',
+                 'colour=red', '--episodes', '1', '--seeds', '0', '--size', '32']) == 2
+    assert "unknown option(s) ['colour']" in capsys.readouterr().err
+    assert main(['evaluate', 'scripted_expert', '--task', 'PickPlace', '--task-option',
+                 'target_object=banana', '--episodes', '1', '--seeds', '0', '--size', '32']) == 2
+    assert "unknown target_object 'banana'" in capsys.readouterr().err
+    assert main(['evaluate', 'scripted_expert', '--task-option', 'carrot']) == 2
+    assert 'takes KEY=VALUE' in capsys.readouterr().err
+    # a table of the random-target task is not pooled with the carrot table
+    table = json.loads(carrot.read_text())
+    random_target.write_text(json.dumps({k: v for k, v in table.items() if k != 'task_options'}))
+    assert main(['evaluate', '--merge', str(carrot), str(random_target)]) == 2
+    assert ('holds PickPlace (sim) runs, expected PickPlace (sim, target_object=carrot)'
+            in capsys.readouterr().err)

@@ -66,6 +66,14 @@ def test_collect_end_to_end(tmp_path):
 def test_collect_reports_bad_arguments(tmp_path, capsys):
     assert main(['task=Juggle', f'out={tmp_path / "x.hdf5"}']) == 2
     assert 'valid tasks' in capsys.readouterr().err
+    # overrides hydra cannot apply: one line naming the key, not a hydra traceback
+    assert main(['nn=3', f'out={tmp_path / "x.hdf5"}']) == 2
+    assert "Could not override 'nn'" in capsys.readouterr().err
+    assert main(['task_kwargs={target_object: carrot}', f'out={tmp_path / "x.hdf5"}']) == 2
+    assert "Key 'target_object' is not in struct" in capsys.readouterr().err
+    # the documented spelling of a task option
+    cfg = compose_config(['task=PickPlace', '+task_kwargs.target_object=carrot'])
+    assert dict(cfg.task_kwargs) == {'target_object': 'carrot'}
 
 
 def test_collect_refuses_the_evaluation_seeds(tmp_path, capsys):
