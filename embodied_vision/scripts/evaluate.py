@@ -97,9 +97,13 @@ def _task_options(pairs: list[str]) -> dict:
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition('=')
-        if not sep or not key:
-            raise ValueError(f'--task-option takes KEY=VALUE, got {pair!r}')
-        options[key] = yaml.safe_load(value)
+        try:
+            if not sep or not key:
+                raise ValueError
+            options[key] = yaml.safe_load(value)
+        except (ValueError, yaml.YAMLError):
+            raise ValueError(f'--task-option takes KEY=VALUE with a YAML value, got '
+                             f'{pair!r}') from None
     return options
 
 

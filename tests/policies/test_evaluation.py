@@ -146,8 +146,9 @@ def test_task_options_reach_the_episodes_and_keep_tables_apart(tmp_path, capsys)
     assert main(['evaluate', 'scripted_expert', '--task', 'PickPlace', '--task-option',
                  'target_object=banana', '--episodes', '1', '--seeds', '0', '--size', '32']) == 2
     assert "unknown target_object 'banana'" in capsys.readouterr().err
-    assert main(['evaluate', 'scripted_expert', '--task-option', 'carrot']) == 2
-    assert 'takes KEY=VALUE' in capsys.readouterr().err
+    for bad in ('carrot', 'target_object=[carrot'):
+        assert main(['evaluate', 'scripted_expert', '--task-option', bad]) == 2
+        assert f'takes KEY=VALUE with a YAML value, got {bad!r}' in capsys.readouterr().err
     # a table of the random-target task is not pooled with the carrot table
     table = json.loads(carrot.read_text())
     random_target.write_text(json.dumps({k: v for k, v in table.items() if k != 'task_options'}))
