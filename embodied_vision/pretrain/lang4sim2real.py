@@ -17,6 +17,7 @@ Validation (episodes held out by `val_fraction`, never seen in training) reports
     embodied-vision train experiment=lang4sim2real_pretrain \
         task.sim_episodes=[sim.hdf5] task.real_episodes=[real.hdf5] task.objective=distance
 """
+from collections import Counter
 from collections.abc import Sequence
 import logging
 import math
@@ -90,14 +91,15 @@ def _split_by_episode(dataset: EpisodeDataset, val_fraction: float, seed: int
     return Subset(dataset, train_ids), Subset(dataset, val_ids)
 
 
-def _texts(dataset: EpisodeDataset) -> list[str]:
+def _text_counts(dataset: EpisodeDataset) -> Counter:
+    """How many frames of the dataset carry each stage sentence."""
     from embodied_vision.data.episodes import EpisodeReader
-    found = []
+    found = Counter()
     for path in dataset.paths:
         with EpisodeReader(path) as reader:
             for i in range(len(reader)):
-                found += [str(t) for t in reader.episode(i, obs_keys=[])['stage_text']]
-    return sorted(set(found))
+                found.update(str(t) for t in reader.episode(i, obs_keys=[])['stage_text'])
+    return found
 
 
 def stage_retrieval(cosine: torch.Tensor, real_ids: torch.Tensor, sim_ids: torch.Tensor,
@@ -149,7 +151,8 @@ class LanguagePretrainTask:
         for name, data in (('sim', sim), ('real', real)):
             if len(data) == 0:
                 raise ValueError(f'{name}_episodes hold no steps: {data.paths}')
-        sim_texts, real_texts = _texts(sim), _texts(real)
+        sim_counts, real_counts = _text_counts(sim), _text_counts(real)
+        sim_texts, real_texts = sorted(sim_counts), sorted(real_counts)
         self.texts = sorted(set(sim_texts) | set(real_texts))
         self.sentence_ids = {t: i for i, t in enumerate(self.texts)}
         embedder = SentenceEmbedder(cache_file=embedding_cache)
@@ -160,6 +163,8 @@ class LanguagePretrainTask:
             sim_texts, real_texts)
         self._sim_row = self._positions(sim_texts)
         self._real_column = self._positions(real_texts)
+        if objective == 'distance':
+            self._check_target_density(sim_counts, real_counts)
         sim_train, self.sim_val = _split_by_episode(sim, val_fraction, seed)
         real_train, self.real_val = _split_by_episode(real, val_fraction, seed + 1)
         self._train = _PairedDomains(sim_train, real_train, self.key, self.sentence_ids)
@@ -176,6 +181,28 @@ class LanguagePretrainTask:
         for k, text in enumerate(domain_texts):
             positions[self.sentence_ids[text]] = k
         return positions
+
+    def _check_target_density(self, sim_counts: Counter, real_counts: Counter) -> None:
+        """Log (and warn when sparse) how much of the distance target is non-zero.
+
+        `zero_cosine_loss` is the loss of features whose sim x real cosines are all 0,
+        expected over every sim x real frame pair. Sparse targets, e.g. the row softmax over
+        many real sentences, put that trivial answer near the optimum, and training stalls
+        there: stage_retrieval at chance, f1 at 0.
+        """
+        weights = [torch.tensor([counts[t] for t in sorted(counts)], dtype=torch.float64)
+                   for counts in (sim_counts, real_counts)]
+        w_sim, w_real = (w / w.sum() for w in weights)
+        target = self.similarity.double()
+        self.zero_cosine_loss = float(self.loss_scale ** 2 * w_sim @ target ** 2 @ w_real)
+        above = float(w_sim @ (target > 0.5).double() @ w_real)
+        _logger.info('distance targets: %.1f%% of sim x real frame pairs above 0.5; cosine 0 '
+                     'everywhere scores loss %.1f', 100 * above, self.zero_cosine_loss)
+        if above < 0.1:
+            _logger.warning('only %.1f%% of sim x real frame pairs have target similarity above '
+                            '0.5, so features with cosine 0 everywhere already score loss %.1f '
+                            'and training can stall there; a denser similarity (minilm_cosine) '
+                            'avoids it', 100 * above, self.zero_cosine_loss)
 
     def target_similarity(self, sim_ids: torch.Tensor, real_ids: torch.Tensor) -> torch.Tensor:
         """`(len(sim_ids), len(real_ids))` sentence similarity of sim and real frames."""

@@ -111,3 +111,21 @@ def test_distance_targets_cover_sim_by_real_sentences(episodes, similarity):
             task.target_similarity(torch.tensor(only_real), torch.tensor(real_ids))
         else:
             task.target_similarity(torch.tensor(sim_ids), torch.tensor(only_sim))
+
+
+@pytest.mark.parametrize('similarity', ['minilm_cosine', 'minilm_softmax'])
+def test_the_loss_of_all_zero_cosines_is_reported(episodes, similarity):
+    """The loss that orthogonal features earn, over every sim x real frame pair: a training
+    run stalled at it has learned nothing (the softmax targets make it an easy minimum)."""
+    from embodied_vision.pretrain.language_alignment import language_distance_loss
+    task = LanguagePretrainTask([episodes['sim']], [episodes['real']], objective='distance',
+                                image_size=32, pad=0, val_fraction=0.0, similarity=similarity)
+    data = task.train_dataset()
+    sim_ids, real_ids = ([task.sentence_ids[part[i]['stage_text']] for i in range(len(part))]
+                         for part in (data.a, data.b))
+    target = task.target_similarity(torch.tensor(sim_ids), torch.tensor(real_ids))
+    orthogonal = torch.eye(len(sim_ids) + len(real_ids))  # every cosine between them is 0
+    expected = language_distance_loss(orthogonal[:len(sim_ids)], orthogonal[len(sim_ids):],
+                                      target, task.loss_scale).item()
+    assert task.zero_cosine_loss == pytest.approx(expected, rel=1e-5)
+    assert 0 < task.zero_cosine_loss < task.loss_scale ** 2
