@@ -201,8 +201,9 @@ class LanguagePretrainTask:
         if above < 0.1:
             _logger.warning('only %.1f%% of sim x real frame pairs have target similarity above '
                             '0.5, so features with cosine 0 everywhere already score loss %.1f '
-                            'and training can stall there; a denser similarity (minilm_cosine) '
-                            'avoids it', 100 * above, self.zero_cosine_loss)
+                            'and training can stall there (stage_retrieval at chance, f1 0); '
+                            'fewer real sentences or a denser similarity (minilm_cosine) keep '
+                            'more targets high', 100 * above, self.zero_cosine_loss)
 
     def target_similarity(self, sim_ids: torch.Tensor, real_ids: torch.Tensor) -> torch.Tensor:
         """`(len(sim_ids), len(real_ids))` sentence similarity of sim and real frames."""
