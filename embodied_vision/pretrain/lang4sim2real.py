@@ -183,27 +183,31 @@ class LanguagePretrainTask:
         return positions
 
     def _check_target_density(self, sim_counts: Counter, real_counts: Counter) -> None:
-        """Log (and warn when sparse) how much of the distance target is non-zero.
+        """Log (and warn when sparse) how much of the distance target is high.
 
-        `zero_cosine_loss` is the loss of features whose sim x real cosines are all 0,
-        expected over every sim x real frame pair. Sparse targets, e.g. the row softmax over
-        many real sentences, put that trivial answer near the optimum, and training stalls
-        there: stage_retrieval at chance, f1 at 0.
+        `constant_cosine_loss` is the loss of features whose sim x real cosines all take the
+        one best value (the mean target), expected over every sim x real frame pair: what a
+        run that aligned nothing scores. Sparse targets, e.g. the row softmax over many real
+        sentences, leave little room under it, and training stalls there: stage_retrieval at
+        chance, f1 at 0.
         """
         weights = [torch.tensor([counts[t] for t in sorted(counts)], dtype=torch.float64)
                    for counts in (sim_counts, real_counts)]
         w_sim, w_real = (w / w.sum() for w in weights)
         target = self.similarity.double()
-        self.zero_cosine_loss = float(self.loss_scale ** 2 * w_sim @ target ** 2 @ w_real)
+        mean, mean_square = (float(w_sim @ target ** k @ w_real) for k in (1, 2))
+        self.constant_cosine_loss = self.loss_scale ** 2 * (mean_square - mean ** 2)
         above = float(w_sim @ (target > 0.5).double() @ w_real)
-        _logger.info('distance targets: %.1f%% of sim x real frame pairs above 0.5; cosine 0 '
-                     'everywhere scores loss %.1f', 100 * above, self.zero_cosine_loss)
+        _logger.info('distance targets: %.1f%% of sim x real frame pairs above 0.5; one '
+                     'cosine for every pair scores loss %.1f at best', 100 * above,
+                     self.constant_cosine_loss)
         if above < 0.1:
             _logger.warning('only %.1f%% of sim x real frame pairs have target similarity above '
-                            '0.5, so features with cosine 0 everywhere already score loss %.1f '
-                            'and training can stall there (stage_retrieval at chance, f1 0); '
-                            'fewer real sentences or a denser similarity (minilm_cosine) keep '
-                            'more targets high', 100 * above, self.zero_cosine_loss)
+                            '0.5, so features with one cosine (%.2f) for every pair already '
+                            'score loss %.1f and training can stall there (stage_retrieval at '
+                            'chance, f1 0); fewer real sentences or a denser similarity '
+                            '(minilm_cosine) keep more targets high', 100 * above, mean,
+                            self.constant_cosine_loss)
 
     def target_similarity(self, sim_ids: torch.Tensor, real_ids: torch.Tensor) -> torch.Tensor:
         """`(len(sim_ids), len(real_ids))` sentence similarity of sim and real frames."""

@@ -114,9 +114,9 @@ def test_distance_targets_cover_sim_by_real_sentences(episodes, similarity):
 
 
 @pytest.mark.parametrize('similarity', ['minilm_cosine', 'minilm_softmax'])
-def test_the_loss_of_all_zero_cosines_is_reported(episodes, similarity):
-    """The loss that orthogonal features earn, over every sim x real frame pair: a training
-    run stalled at it has learned nothing (the softmax targets make it an easy minimum)."""
+def test_the_loss_of_one_cosine_for_every_pair_is_reported(episodes, similarity):
+    """What features that align nothing (the same cosine for every sim x real pair, the best
+    such value) score over every frame pair: a run stalled at it has learned nothing."""
     from embodied_vision.pretrain.language_alignment import language_distance_loss
     task = LanguagePretrainTask([episodes['sim']], [episodes['real']], objective='distance',
                                 image_size=32, pad=0, val_fraction=0.0, similarity=similarity)
@@ -124,8 +124,14 @@ def test_the_loss_of_all_zero_cosines_is_reported(episodes, similarity):
     sim_ids, real_ids = ([task.sentence_ids[part[i]['stage_text']] for i in range(len(part))]
                          for part in (data.a, data.b))
     target = task.target_similarity(torch.tensor(sim_ids), torch.tensor(real_ids))
-    orthogonal = torch.eye(len(sim_ids) + len(real_ids))  # every cosine between them is 0
-    expected = language_distance_loss(orthogonal[:len(sim_ids)], orthogonal[len(sim_ids):],
-                                      target, task.loss_scale).item()
-    assert task.zero_cosine_loss == pytest.approx(expected, rel=1e-5)
-    assert 0 < task.zero_cosine_loss < task.loss_scale ** 2
+    # unit features sharing one component of weight c, the rest orthogonal: every cosine is c
+    n_sim, n_real = len(sim_ids), len(real_ids)
+    losses = {}
+    for c in (target.mean().item(), target.mean().item() + 0.05, 0.0):
+        own = torch.eye(n_sim + n_real) * (1 - c) ** 0.5
+        features = torch.cat([torch.full((n_sim + n_real, 1), c ** 0.5), own], dim=1)
+        losses[c] = language_distance_loss(features[:n_sim], features[n_sim:], target,
+                                           task.loss_scale).item()
+    best = target.mean().item()
+    assert task.constant_cosine_loss == pytest.approx(losses[best], rel=1e-4)
+    assert task.constant_cosine_loss < min(losses[c] for c in losses if c != best)
