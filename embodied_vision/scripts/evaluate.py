@@ -97,13 +97,13 @@ def _task_options(pairs: list[str]) -> dict:
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition('=')
+        error = ValueError(f'--task-option takes KEY=VALUE with a YAML value, got {pair!r}')
+        if not sep or not key:
+            raise error
         try:
-            if not sep or not key:
-                raise ValueError
             options[key] = yaml.safe_load(value)
-        except (ValueError, yaml.YAMLError):
-            raise ValueError(f'--task-option takes KEY=VALUE with a YAML value, got '
-                             f'{pair!r}') from None
+        except yaml.YAMLError:
+            raise error from None
     return options
 
 
