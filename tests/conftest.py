@@ -13,6 +13,19 @@ def pytest_configure(config):
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture(scope='session', autouse=True)
+def private_compile_cache(tmp_path_factory):
+    """Artefacts compiled by tests (e.g. a node switched to onnxruntime) stay out of the
+    user's `~/.cache/embodied_vision/compiled`, where nothing would ever reuse them."""
+    previous = os.environ.get('EMBODIED_VISION_CACHE')
+    os.environ['EMBODIED_VISION_CACHE'] = str(tmp_path_factory.mktemp('compile_cache'))
+    yield
+    if previous is None:
+        os.environ.pop('EMBODIED_VISION_CACHE', None)
+    else:
+        os.environ['EMBODIED_VISION_CACHE'] = previous
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models run ~10x faster on one thread than on two contended ones."""

@@ -56,7 +56,8 @@ def test_plain_colcon_build_installs_ros_layout(tmp_path):
         pytest.skip('colcon is not installed (dev extra)')
     source = tmp_path / 'src' / 'embodied_vision'
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        '.venv', '.git', 'build', 'install', 'log', '*.egg-info', '__pycache__', 'demo_output'))
+        '.venv', '.git', 'build', 'install', 'log', '*.egg-info', '__pycache__', 'demo_output',
+        'runs', 'outputs', 'multirun'))  # a dev checkout's run folders can hold gigabytes
     result = subprocess.run([str(colcon), 'build', '--base-paths', 'src'], cwd=tmp_path,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr

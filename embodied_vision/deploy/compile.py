@@ -15,7 +15,8 @@ import time
 import torch
 
 from embodied_vision.deploy import inductor, onnx_runtime, tensorrt
-from embodied_vision.deploy.cache import artifact_key, default_cache_dir
+from embodied_vision.deploy.cache import (artifact_key, cache_budget_bytes, default_cache_dir,
+                                          mark_used, prune_cache)
 from embodied_vision.deploy.parity import ParityError, ParityReport, measure_parity
 from embodied_vision.utils import is_available
 
@@ -181,16 +182,22 @@ def _build(encoder, backend, device, precision, size, max_batch, cache_dir, use_
                    'max_batch': max_batch,
                    **{k: v for k, v in options.items() if k not in _SESSION_OPTIONS}}
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    budget = cache_budget_bytes()
     key = artifact_key(encoder, backend, key_options)
+    path = cache / f'{encoder.name}-{key}.{"onnx" if backend == "onnxruntime" else "ep"}'
+    reuse = use_cache and path.exists()
+    if reuse:
+        mark_used(path)
+    elif backend == 'onnxruntime':
+        onnx_runtime.export_onnx(encoder.to('cpu'), path, example, max_batch=max_batch)
     if backend == 'onnxruntime':
-        path = cache / f'{encoder.name}-{key}.onnx'
-        if not (use_cache and path.exists()):
-            onnx_runtime.export_onnx(encoder.to('cpu'), path, example, max_batch=max_batch)
-        return onnx_runtime.OnnxRuntimeModule(
+        runner = onnx_runtime.OnnxRuntimeModule(
             path, device=device, threads=options.get('threads', 0),
-            allow_spinning=options.get('spinning', True)), path
-    path = cache / f'{encoder.name}-{key}.ep'
-    if use_cache and path.exists():
-        return tensorrt.load_tensorrt(path, device=device), path
-    return tensorrt.compile_tensorrt(encoder, example, path, precision=precision,
-                                     max_batch=max_batch, device=device, **options), path
+            allow_spinning=options.get('spinning', True))
+    elif reuse:
+        runner = tensorrt.load_tensorrt(path, device=device)
+    else:
+        runner = tensorrt.compile_tensorrt(encoder, example, path, precision=precision,
+                                           max_batch=max_batch, device=device, **options)
+    prune_cache(cache, budget, keep=path)
+    return runner, path

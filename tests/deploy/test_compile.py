@@ -1,10 +1,12 @@
 """Runtimes: parity with eager, dynamic batch, caching, backend choice and refusals."""
+import os
+
 import pytest
 import torch
 
 from embodied_vision import create_encoder, deploy
 from embodied_vision.deploy import ParityError
-from embodied_vision.deploy.cache import artifact_key
+from embodied_vision.deploy.cache import artifact_key, cache_budget_bytes, prune_cache
 from embodied_vision.utils import is_available
 from tests.conftest import TINY
 
@@ -38,14 +40,59 @@ def test_onnxruntime_matches_eager_at_any_batch(encoder, cache_dir):
 def test_artifact_cache_is_reused_and_keyed_by_weights(encoder, cache_dir):
     first = deploy.compile(encoder, 'onnxruntime', device='cpu', input_size=TINY,
                            cache_dir=cache_dir)
-    stamp = first.artifact.stat().st_mtime_ns
+    inode = first.artifact.stat().st_ino  # a re-export replaces the file: a new inode
+    os.utime(first.artifact, (1, 1))
     again = deploy.compile(encoder, 'onnxruntime', device='cpu', input_size=TINY,
                            cache_dir=cache_dir)
-    assert again.artifact == first.artifact and again.artifact.stat().st_mtime_ns == stamp
+    assert again.artifact == first.artifact and again.artifact.stat().st_ino == inode
+    assert again.artifact.stat().st_mtime > 1  # the reuse counts as a use for pruning
     other = create_encoder('r3m_resnet18')
     assert artifact_key(other, 'onnxruntime', {}) != artifact_key(encoder, 'onnxruntime', {})
     assert artifact_key(encoder, 'onnxruntime', {'size': (64, 64)}) != \
         artifact_key(encoder, 'onnxruntime', {'size': (96, 96)})
+
+
+def _artifact(cache, name, size, last_used):
+    path = cache / name
+    path.write_bytes(b'x' * size)
+    os.utime(path, (last_used, last_used))
+    return path
+
+
+def test_prune_cache_drops_least_recently_used_artefacts_first(tmp_path):
+    old, mid, new = (_artifact(tmp_path, f'{n}.onnx', 100, t)
+                     for n, t in (('old', 10), ('mid', 20), ('new', 30)))
+    engine = _artifact(tmp_path, 'engine.ep', 100, 5)
+    writing = _artifact(tmp_path, 'half.tmp.onnx', 500, 1)  # an export in progress
+    other = _artifact(tmp_path, 'notes.txt', 500, 1)
+    assert prune_cache(tmp_path, 0) == []  # budget 0: keep everything
+    assert sorted(prune_cache(tmp_path, 250)) == sorted([engine, old])
+    assert [p.exists() for p in (mid, new, writing, other)] == [True] * 4
+    # the artefact in use is kept even when it alone is over the budget
+    assert prune_cache(tmp_path, 50, keep=mid) == [new]
+    assert mid.exists()
+
+
+def test_compile_keeps_the_cache_under_its_budget(cache_dir, monkeypatch):
+    torch.manual_seed(1)
+    first_encoder, second_encoder = create_encoder('r3m_resnet18'), create_encoder('r3m_resnet18')
+    first = deploy.compile(first_encoder, 'onnxruntime', device='cpu', input_size=TINY,
+                           cache_dir=cache_dir, check_parity=False)
+    size = first.artifact.stat().st_size
+    monkeypatch.setenv('EMBODIED_VISION_CACHE_MAX_GB', str(1.5 * size / 1024 ** 3))
+    second = deploy.compile(second_encoder, 'onnxruntime', device='cpu', input_size=TINY,
+                            cache_dir=cache_dir, check_parity=False)
+    assert second.artifact.exists() and not first.artifact.exists()
+    frames = _frames(2)
+    with torch.inference_mode():
+        torch.testing.assert_close(second(frames), second_encoder(frames), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('value', ['lots', '-1'])
+def test_cache_budget_names_a_bad_setting(value, monkeypatch):
+    monkeypatch.setenv('EMBODIED_VISION_CACHE_MAX_GB', value)
+    with pytest.raises(ValueError, match=f'EMBODIED_VISION_CACHE_MAX_GB={value!r}'):
+        cache_budget_bytes()
 
 
 def test_onnxruntime_spinning_is_a_session_option(encoder, cache_dir):
