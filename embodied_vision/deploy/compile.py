@@ -15,8 +15,13 @@ import time
 import torch
 
 from embodied_vision.deploy import inductor, onnx_runtime, tensorrt
-from embodied_vision.deploy.cache import (artifact_key, cache_budget_bytes, default_cache_dir,
-                                          mark_used, prune_cache)
+from embodied_vision.deploy.cache import (
+    artifact_key,
+    cache_budget_bytes,
+    default_cache_dir,
+    mark_used,
+    prune_cache,
+)
 from embodied_vision.deploy.parity import ParityError, ParityReport, measure_parity
 from embodied_vision.utils import is_available
 
