@@ -37,6 +37,12 @@ class MbSConfig:
             the relative position the planner has to resolve near the goal.
         step_size: metres moved per planning step (paper 0.04).
         gripper_threshold: close the gripper when the classifier's probability exceeds it.
+        gripper_release: once closed, open again only when the probability falls below this
+            (hysteresis: one frame the classifier doubts no longer drops the object); None =
+            open whenever it is not above `gripper_threshold` (official).
+        grip_hold_steps: when the gripper changes state, stand still for this many control
+            steps (instead of the planned move) so the fingers close or open in place; the
+            scripted expert closes over 8. 0 = move while they do (official).
         stop_threshold: stop (zero motion) once the predicted cosine to the goal exceeds
             this; None = never (official).
     """
@@ -64,6 +70,8 @@ class MbSConfig:
     # planner
     step_size: float = 0.04
     gripper_threshold: float = 0.8
+    gripper_release: float | None = None
+    grip_hold_steps: int = 0
     stop_threshold: float | None = None
 
     def __post_init__(self):
@@ -82,6 +90,12 @@ class MbSConfig:
         if not 0 < self.gripper_threshold < 1:
             raise ValueError(f'gripper_threshold must be in (0, 1), got '
                              f'{self.gripper_threshold}')
+        if self.gripper_release is not None and not 0 < self.gripper_release <= \
+                self.gripper_threshold:
+            raise ValueError(f'gripper_release must be in (0, gripper_threshold='
+                             f'{self.gripper_threshold}] or None, got {self.gripper_release}')
+        if self.grip_hold_steps < 0:
+            raise ValueError(f'grip_hold_steps must be >= 0, got {self.grip_hold_steps}')
         if self.step_size <= 0:
             raise ValueError(f'step_size must be > 0, got {self.step_size}')
 

@@ -187,6 +187,7 @@ class MbSPolicy(nn.Module):
         self.steps_per_move = max(1, math.ceil(config.step_size / max_delta - 1e-9))
         self._queue: deque = deque()
         self._goal: torch.Tensor | None = None
+        self._closed = False
         self.last_scores: torch.Tensor | None = None
         self.last_distance: float | None = None
 
@@ -204,6 +205,17 @@ class MbSPolicy(nn.Module):
 
     def reset(self) -> None:
         self._queue.clear()
+        self._closed = False
+
+    def _grip(self, image) -> bool:
+        """Whether the gripper should be closed now (classifier + optional hysteresis)."""
+        if self.gripper is None:
+            return False
+        probability = torch.sigmoid(self.gripper(self._frame(image))).item()
+        release = self.config.gripper_release
+        if self._closed and release is not None:
+            return probability >= release
+        return probability > self.config.gripper_threshold
 
     @torch.no_grad()
     def plan(self, image) -> tuple[int, torch.Tensor, float]:
@@ -226,11 +238,14 @@ class MbSPolicy(nn.Module):
                 current >= self.config.stop_threshold
             per_step = self.config.step_size / self.steps_per_move / self.max_delta
             move = np.zeros(3) if stop else np.clip(world * per_step, -1.0, 1.0)
-            grip = -1.0
-            if self.gripper is not None:
-                probability = torch.sigmoid(self.gripper(self._frame(obs['image']))).item()
-                grip = 1.0 if probability > self.config.gripper_threshold else -1.0
-            for _ in range(self.steps_per_move):
+            closed = self._grip(obs['image'])
+            grip = 1.0 if closed else -1.0
+            changed, self._closed = closed != self._closed, closed
+            if changed and self.config.grip_hold_steps:
+                move, steps = np.zeros(3), self.config.grip_hold_steps
+            else:
+                steps = self.steps_per_move
+            for _ in range(steps):
                 self._queue.append(np.array([*move, grip], dtype=np.float32))
         return self._queue.popleft()
 

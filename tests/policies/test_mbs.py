@@ -7,6 +7,7 @@ import torch
 
 from embodied_vision.policies.mbs import (
     ActionPool,
+    GripperClassifier,
     MbSConfig,
     MbSModel,
     MbSPolicy,
@@ -46,6 +47,8 @@ def test_config_validation_names_the_field():
         MbSConfig(image_size=224, resize_to=200)
     with pytest.raises(ValueError, match='temperature'):
         MbSConfig(temperature=0.0)
+    with pytest.raises(ValueError, match='gripper_release'):
+        MbSConfig(gripper_threshold=0.8, gripper_release=0.9)
 
 
 def _constructed_policy():
@@ -82,6 +85,37 @@ def test_planner_picks_the_known_best_action(best):
     policy.reset()
     with pytest.raises(RuntimeError, match='set_goal'):
         MbSPolicy(policy.config, ActionPool(directions)).plan(frame)
+
+
+@pytest.mark.parametrize('release, hold, closed, moved', [
+    (None, 0, [0, 1, 0, 0, 1], [2, 2, 2, 2, 2]),  # official: closed iff p > 0.8
+    (0.5, 0, [0, 1, 1, 0, 1], [2, 2, 2, 2, 2]),   # stays closed until p < 0.5
+    (0.5, 3, [0, 1, 1, 0, 1], [2, 0, 2, 0, 0]),   # and stands still 3 steps while it changes
+])
+def test_gripper_hysteresis_and_holding_still(release, hold, closed, moved):
+    policy, _, _ = _constructed_policy()
+    policy.config.gripper_release, policy.config.grip_hold_steps = release, hold
+    policy.gripper = GripperClassifier('lang4sim2real_resnet18')
+    torch.nn.init.zeros_(policy.gripper.head.weight)  # the probability is the bias's sigmoid
+    frame = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    policy.set_goal(torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8))
+    observation = {'image': frame, 'tool_quat': _yaw_quat(0.0)}
+    grips, moves = [], []
+    for probability in (0.1, 0.9, 0.6, 0.3, 0.9):
+        with torch.no_grad():
+            policy.gripper.head.bias.fill_(math.log(probability / (1 - probability)))
+        actions = [policy.select_action(observation)]  # one plan: served until the queue empties
+        while policy._queue:
+            actions.append(policy.select_action(observation))
+        assert all(np.array_equal(a, actions[0]) for a in actions)
+        grips.append(int(actions[0][3] > 0))
+        moves.append(len(actions) if np.abs(actions[0][:3]).sum() > 0 else 0)
+        assert moves[-1] or len(actions) == hold
+    assert grips == closed and moves == moved
+    policy.reset()  # a new episode starts open
+    with torch.no_grad():
+        policy.gripper.head.bias.fill_(math.log(0.6 / 0.4))
+    assert policy.select_action(observation)[3] == -1.0
 
 
 def test_loss_matches_its_definition():
