@@ -38,8 +38,14 @@ diagnostics) and a warning is logged at most once per `log_throttle_period`. Bad
 (unsupported encoding, malformed image, non-finite or zero quaternion) is rejected and
 counted; incomplete stamps older than `sync_queue_size` newer ones are dropped and counted.
 
-`stop_threshold` can be changed at runtime: once the predicted cosine to the goal reaches
-it the planner commands zero motion (gripper still from the classifier); < 0 = never stop.
+Planner settings that can be changed at runtime:
+- `stop_threshold`: once the predicted cosine to the goal reaches it the planner commands zero
+  motion (gripper still from the classifier); < 0 = never stop;
+- `gripper_release`: once closed, the gripper opens again only when the classifier's
+  probability falls below it (hysteresis against a one-frame doubt); < 0 = the saved
+  policy's value (none: open whenever not above its `gripper_threshold`, as official);
+- `grip_hold_steps`: control steps to stand still when the gripper changes state, so the
+  fingers close in place; < 0 = the saved policy's value (0, official).
 """
 import re
 import threading
@@ -64,6 +70,9 @@ __all__ = ['PlannerNode', 'main']
 _DEVICE = re.compile(r'^(cpu|cuda(:\d+)?)$')
 
 
+_PLANNER_SETTINGS = ('stop_threshold', 'gripper_release', 'grip_hold_steps')
+
+
 class PlannerNode(ManagedNode):
     """Greedy goal-image planner behind the action interface; see the module docstring."""
 
@@ -74,6 +83,10 @@ class PlannerNode(ManagedNode):
                   read_only=True),
         ParamSpec('stop_threshold', -1.0, 'command zero motion once the predicted cosine to '
                   'the goal reaches this; < 0 = never stop', low=-1.0, high=1.0),
+        ParamSpec('gripper_release', -1.0, 'once closed, open only below this classifier '
+                  "probability; < 0 = the saved policy's value", low=-1.0, high=1.0),
+        ParamSpec('grip_hold_steps', -1, 'control steps to stand still while the gripper '
+                  "changes state; < 0 = the saved policy's value", low=-1, high=1000),
         ParamSpec('sync_queue_size', 30, 'incomplete stamps kept while pairing inputs',
                   low=1, high=10000),
         ParamSpec('image_topic', 'wrist/image_raw', 'sensor_msgs/Image tool (wrist) camera',
@@ -112,19 +125,30 @@ class PlannerNode(ManagedNode):
     def validate_parameter(self, name: str, value) -> str:
         if name == 'device' and not _DEVICE.match(str(value)):
             return f"device={value!r} is not allowed; allowed values: 'cpu', 'cuda', 'cuda:N'"
+        policy = getattr(self, 'policy', None)
+        if name == 'gripper_release' and policy is not None and \
+                not (value < 0 or 0 < value <= policy.config.gripper_threshold):
+            return (f'gripper_release={value} must be in (0, gripper_threshold='
+                    f'{policy.config.gripper_threshold}] of the loaded policy, or < 0')
         return ''
 
     def _after_set_parameters(self, params) -> None:
-        if any(p.name == 'stop_threshold' for p in params):
-            self._apply_stop_threshold()
+        if any(p.name in _PLANNER_SETTINGS for p in params):
+            self._apply_planner_settings()
 
-    def _apply_stop_threshold(self) -> None:
-        """Copy `stop_threshold` into the policy's config (< 0 -> None: never stop)."""
+    def _apply_planner_settings(self) -> None:
+        """Copy the runtime planner parameters into the policy's config."""
         if self.policy is None:
             return
-        value = float(self.param('stop_threshold'))
+        stop = float(self.param('stop_threshold'))
+        release = float(self.param('gripper_release'))
+        hold = int(self.param('grip_hold_steps'))
+        saved = self._saved_settings
         with self._policy_lock:
-            self.policy.config.stop_threshold = None if value < 0 else value
+            config = self.policy.config
+            config.stop_threshold = None if stop < 0 else stop
+            config.gripper_release = saved['gripper_release'] if release < 0 else release
+            config.grip_hold_steps = saved['grip_hold_steps'] if hold < 0 else hold
 
     # ----------------------------------------------------------------------- lifecycle
     def on_configure(self, state) -> TransitionCallbackReturn:
@@ -135,7 +159,9 @@ class PlannerNode(ManagedNode):
             self.policy = None
             return TransitionCallbackReturn.FAILURE
         self.goal_source, self.goal_stamp, self.last_distance = 'none', None, None
-        self._apply_stop_threshold()
+        self._saved_settings = {name: getattr(self.policy.config, name)
+                                for name in ('gripper_release', 'grip_hold_steps')}
+        self._apply_planner_settings()
         qos = self.qos('output')
         self._action_pub = self.create_lifecycle_publisher(Joy, self.param('action_topic'), qos)
         self._distance_pub = self.create_lifecycle_publisher(
@@ -310,7 +336,7 @@ class PlannerNode(ManagedNode):
         values = {'goal': self.goal_source,
                   'distance': 'n/a' if self.last_distance is None
                   else f'{self.last_distance:.6f}',
-                  'stop_threshold': str(self.param('stop_threshold')),
+                  **{name: str(self.param(name)) for name in _PLANNER_SETTINGS},
                   'pending_stamps': str(len(self._joiner))}
         counts = self.counts()
         values.setdefault('no_goal', str(counts.get('no_goal', 0)))

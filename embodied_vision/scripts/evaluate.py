@@ -18,9 +18,13 @@ each training seed finishes), pooled by label with the rest:
 
 `--task-option KEY=VALUE` sets a task option for every episode (e.g. `target_object=carrot`
 for PickPlace, whose target is otherwise drawn per episode); the options go into the JSON, and
-`--merge` pools only tables of the same task, domain and options.
+`--merge` pools only tables of the same task, domain and options. `--policy-option KEY=VALUE`
+replaces a field of every policy's config for the evaluation (e.g. the planner's
+`gripper_release=0.5` or `step_size=0.02`), recorded per row; a label pools only runs with the
+same policy options.
 """
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 import sys
@@ -30,9 +34,12 @@ import numpy as np
 __all__ = ['main', 'evaluate_policy_path']
 
 
-def _load(path: str, encoder_name: str | None, checkpoint: str | None):
+def _load(path: str, encoder_name: str | None, checkpoint: str | None,
+          policy_options: dict | None = None):
     from embodied_vision.policies import ScriptedExpertPolicy, load_policy
     policy = ScriptedExpertPolicy() if path == 'scripted_expert' else load_policy(path)
+    if policy_options:
+        _set_policy_options(policy, path, policy_options)
     encoder = None
     if getattr(policy, 'name', '') == 'bc_mlp':
         from embodied_vision import create_encoder, deploy
@@ -42,13 +49,30 @@ def _load(path: str, encoder_name: str | None, checkpoint: str | None):
     return policy, encoder
 
 
+def _set_policy_options(policy, path: str, options: dict) -> None:
+    """Replace fields of `policy.config` (validated as the config class does)."""
+    config = getattr(policy, 'config', None)
+    if config is None or not dataclasses.is_dataclass(config):
+        raise ValueError(f'--policy-option: {path} has no config to set options on')
+    known = {field.name for field in dataclasses.fields(config)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f'--policy-option: {type(config).__name__} of {path} has no field '
+                         f'{", ".join(unknown)}; fields: {", ".join(sorted(known))}')
+    try:
+        policy.config = dataclasses.replace(config, **options)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f'--policy-option for {path}: {err}') from None
+
+
 def evaluate_policy_path(path: str, args) -> dict:
     """Evaluate one saved policy over `args.seeds`; returns its runs and summary."""
     import gymnasium as gym
 
     from embodied_vision.policies.evaluation import evaluate
     from embodied_vision.sim import EVALUATION_SEED_BASE  # registers the gymnasium ids
-    policy, encoder = _load(path, args.encoder, args.checkpoint)
+    options = getattr(args, 'policy_options', {})
+    policy, encoder = _load(path, args.encoder, args.checkpoint, options)
     config = getattr(policy, 'config', None)
     default_camera = 'wrist' if getattr(policy, 'name', '') == 'mbs' else 'front'
     camera = args.camera or getattr(config, 'camera', None) or default_camera
@@ -74,6 +98,7 @@ def evaluate_policy_path(path: str, args) -> dict:
         runs.append({k: v for k, v in result.items() if k != 'videos'} | {'seed': run_seed})
     rates = [r['success_rate'] for r in runs]
     return {'policy': path, 'kind': getattr(policy, 'name', ''), 'runs': runs,
+            **({'policy_options': options} if options else {}),
             'mean': float(np.mean(rates)), 'std': float(np.std(rates))}
 
 
@@ -81,8 +106,14 @@ def _pooled(labelled: list[tuple[str, dict]]) -> list[dict]:
     """One row per label: runs of every policy with that label pooled."""
     rows: dict[str, dict] = {}
     for label, result in labelled:
+        options = result.get('policy_options', {})
         row = rows.setdefault(label, {'policy': label, 'kind': result['kind'], 'runs': [],
-                                      'paths': []})
+                                      'paths': [], **({'policy_options': options}
+                                                      if options else {})})
+        if row.get('policy_options', {}) != options:
+            raise ValueError(f'label {label!r} would pool runs with policy options '
+                             f'{row.get("policy_options", {})} and {options}; give them '
+                             'different labels')
         row['runs'] += result['runs']
         row['paths'] += result.get('paths', [result['policy']])
     for row in rows.values():
@@ -91,13 +122,13 @@ def _pooled(labelled: list[tuple[str, dict]]) -> list[dict]:
     return list(rows.values())
 
 
-def _task_options(pairs: list[str]) -> dict:
+def _task_options(pairs: list[str], flag: str = '--task-option') -> dict:
     """`['target_object=carrot', 'n=2']` -> `{'target_object': 'carrot', 'n': 2}` (YAML values)."""
     import yaml
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition('=')
-        error = ValueError(f'--task-option takes KEY=VALUE with a YAML value, got {pair!r}')
+        error = ValueError(f'{flag} takes KEY=VALUE with a YAML value, got {pair!r}')
         if not sep or not key:
             raise error
         try:
@@ -171,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--task-option', action='append', default=[], metavar='KEY=VALUE',
                         help='a task option for every episode, e.g. target_object=carrot '
                              '(repeatable)')
+    parser.add_argument('--policy-option', action='append', default=[], metavar='KEY=VALUE',
+                        help="replace a field of every policy's config for this evaluation, "
+                             'e.g. gripper_release=0.5 for an mbs planner (repeatable)')
     parser.add_argument('--episodes', type=int, default=50)
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--camera', default=None, help="default: the policy's camera")
@@ -188,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         labelled = []
         args.task_options = _task_options(args.task_option) if args.task_option else None
+        args.policy_options = _task_options(args.policy_option, '--policy-option')
         if args.merge:
             args.task, args.domain, args.task_options, labelled = _merged(
                 args.merge, args.task, args.domain, args.task_options)

@@ -184,12 +184,16 @@ class MbSPolicy(nn.Module):
         self.gripper = gripper
         self.register_buffer('pool', pool.actions.clone())
         self.max_delta = max_delta
-        self.steps_per_move = max(1, math.ceil(config.step_size / max_delta - 1e-9))
         self._queue: deque = deque()
         self._goal: torch.Tensor | None = None
         self._closed = False
         self.last_scores: torch.Tensor | None = None
         self.last_distance: float | None = None
+
+    @property
+    def steps_per_move(self) -> int:
+        """Control steps one planned move of `config.step_size` is split into."""
+        return max(1, math.ceil(self.config.step_size / self.max_delta - 1e-9))
 
     def _frame(self, image) -> torch.Tensor:
         image = as_chw(image)

@@ -155,3 +155,36 @@ def test_task_options_reach_the_episodes_and_keep_tables_apart(tmp_path, capsys)
     assert main(['evaluate', '--merge', str(carrot), str(random_target)]) == 2
     assert ('holds PickPlace (sim) runs, expected PickPlace (sim, target_object=carrot)'
             in capsys.readouterr().err)
+
+
+def test_policy_options_replace_config_fields_for_the_evaluation(tmp_path, capsys):
+    import json
+
+    from embodied_vision.cli import main
+    from embodied_vision.scripts.evaluate import _load
+    directions = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    planner = MbSPolicy(MbSConfig(image_size=32, resize_to=36, proj_dim=8, dynamics_hidden=()),
+                        ActionPool(directions))
+    path = str(planner.save_pretrained(tmp_path / 'planner'))
+    out = tmp_path / 'eval.json'
+    options = ['--policy-option', 'step_size=0.02', '--policy-option', 'gripper_release=0.5']
+    assert main(['evaluate', f'fine={path}', '--task', 'Reach', '--episodes', '1', '--seeds',
+                 '0', *options, '--json', str(out)]) == 0
+    (row,) = json.loads(out.read_text())['results']
+    assert row['policy_options'] == {'step_size': 0.02, 'gripper_release': 0.5}
+    assert planner.steps_per_move == 2
+    loaded, _ = _load(path, None, None, {'step_size': 0.02})
+    assert loaded.config.step_size == 0.02 and loaded.steps_per_move == 1  # 2 cm = one step
+    capsys.readouterr()
+    for option, message in (('colour=red', 'has no field colour'),
+                            ('gripper_release=0.95', 'gripper_release must be in'),
+                            ('step_size', 'takes KEY=VALUE')):
+        assert main(['evaluate', path, '--task', 'Reach', '--episodes', '1', '--seeds', '0',
+                     '--policy-option', option]) == 2
+        assert message in capsys.readouterr().err
+    assert main(['evaluate', 'scripted_expert', '--policy-option', 'step_size=0.02']) == 2
+    assert 'has no config' in capsys.readouterr().err
+    # one label never pools runs evaluated with different policy options
+    assert main(['evaluate', f'fine={path}', '--task', 'Reach', '--episodes', '1', '--seeds',
+                 '0', '--merge', str(out)]) == 2
+    assert "label 'fine' would pool runs with policy options" in capsys.readouterr().err

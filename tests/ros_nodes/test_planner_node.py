@@ -204,6 +204,16 @@ def test_parameters_are_validated(ros_context, policy_path):
         assert node.policy.config.stop_threshold is None
         assert node.set_parameters([Parameter('stop_threshold', value=0.5)])[0].successful
         assert node.policy.config.stop_threshold == 0.5
+        # gripper hysteresis and standing still on a grip change, at runtime
+        result = node.set_parameters([Parameter('gripper_release', value=0.9)])[0]
+        assert not result.successful and 'gripper_threshold=0.8' in result.reason
+        assert all(r.successful for r in node.set_parameters(
+            [Parameter('gripper_release', value=0.5), Parameter('grip_hold_steps', value=8)]))
+        config = node.policy.config
+        assert config.gripper_release == 0.5 and config.grip_hold_steps == 8
+        assert all(r.successful for r in node.set_parameters(
+            [Parameter('gripper_release', value=-1.0), Parameter('grip_hold_steps', value=-1)]))
+        assert config.gripper_release is None and config.grip_hold_steps == 0  # as saved
     finally:
         node.release()
         node.destroy_node()
