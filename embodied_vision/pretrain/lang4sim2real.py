@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
-from torch.optim.swa_utils import update_bn
 from torch.utils.data import Dataset, Subset
 
 from embodied_vision.checkpoints import save_encoder
@@ -132,11 +131,6 @@ class LanguagePretrainTask:
         loss_scale: the x40 multiplier of the distance loss.
         similarity: sentence similarity backend ('minilm_cosine'; BLEURT is not offline).
         seed: seeds the validation split.
-        recalibrate_bn: batches (64 un-augmented training frames per domain each) over which
-            BatchNorm statistics are recomputed before export; 0 keeps the running averages of
-            training, as the official code. The frozen encoder of BC runs on these statistics,
-            and averages gathered over augmented, fast-changing training batches can miss the
-            alignment the loss saw in training mode.
     """
 
     def __init__(self, sim_episodes: Sequence[str], real_episodes: Sequence[str],
@@ -144,14 +138,11 @@ class LanguagePretrainTask:
                  camera: str = 'front', image_size: int = 128, pad: int = 12,
                  val_fraction: float = 0.1, loss_scale: float = 40.0,
                  similarity: str = 'minilm_cosine', seed: int = 0,
-                 embedding_cache: str | None = None, recalibrate_bn: int = 0):
+                 embedding_cache: str | None = None):
         if objective not in OBJECTIVES:
             raise ValueError(f'objective={objective!r} is not one of {OBJECTIVES}')
         if not 0 <= val_fraction < 1:
             raise ValueError(f'val_fraction must be in [0, 1), got {val_fraction}')
-        if recalibrate_bn < 0:
-            raise ValueError(f'recalibrate_bn is a number of batches (>= 0), got {recalibrate_bn}')
-        self.recalibrate_bn = int(recalibrate_bn)
         self.objective, self.pad, self.loss_scale = objective, pad, loss_scale
         self.image_size = (image_size, image_size)
         self.key = f'{camera}/rgb'
@@ -177,7 +168,6 @@ class LanguagePretrainTask:
         sim_train, self.sim_val = _split_by_episode(sim, val_fraction, seed)
         real_train, self.real_val = _split_by_episode(real, val_fraction, seed + 1)
         self._train = _PairedDomains(sim_train, real_train, self.key, self.sentence_ids)
-        self._sim_train, self._real_train = sim_train, real_train
         backbone = create_encoder(encoder)
         head = LanguageRegressionHead(backbone.embed_dim, self.sentences.shape[1]) \
             if objective == 'regression' else None
@@ -298,32 +288,6 @@ class LanguagePretrainTask:
             results['f1@0.8'] = similarity_f1(cosine, target, 0.8)
         return results
 
-    def _recalibration_batches(self, per_domain: int = 64):
-        """`recalibrate_bn` batches of un-augmented frames, half sim and half real."""
-        generator = torch.Generator().manual_seed(0)
-        for _ in range(self.recalibrate_bn):
-            frames = []
-            for subset in (self._sim_train, self._real_train):
-                picks = torch.randint(len(subset), (per_domain,), generator=generator).tolist()
-                images = torch.stack([subset[i]['obs'][self.key] for i in picks])
-                frames.append(self._frames(images, augment=False))
-            yield torch.cat(frames)
-
-    def recalibrate_batchnorm(self, model) -> None:
-        """Recompute the encoder's BatchNorm statistics over `recalibrate_bn` batches."""
-        device = next(model.parameters()).device
-        update_bn(self._recalibration_batches(), model.encoder, device=device)
-
     def export(self, model, out_dir: Path) -> Path:
-        """Save the encoder (without the temporary language head) in our format.
-
-        With `recalibrate_bn`, its BatchNorm statistics are recomputed first and the held-out
-        metrics of the exported encoder are logged beside those of training.
-        """
-        if self.recalibrate_bn:
-            self.recalibrate_batchnorm(model)
-            model.eval()
-            with torch.no_grad():
-                _logger.info('after BatchNorm recalibration over %d batches: %s',
-                             self.recalibrate_bn, self.evaluate(model, step=-1))
+        """Save the encoder (without the temporary language head) in our format."""
         return save_encoder(model.encoder, Path(out_dir) / 'encoder')
