@@ -42,7 +42,11 @@ class MbSConfig:
             open whenever it is not above `gripper_threshold` (official).
         grip_hold_steps: when the gripper changes state, stand still for this many control
             steps (instead of the planned move) so the fingers close or open in place; the
-            scripted expert closes over 8. 0 = move while they do (official).
+            scripted expert closes over 8. 0 = move while they do (official). Measured on the
+            carrot PickPlace planner (narrow encoder, 64 px, 50 held-out episodes): 22%
+            official; release 0.5 with hold 2 / 8 steps 22% / 16%, and 18% with 2 cm steps,
+            all within the noise of 50 episodes; the misses inspected closed 1-3 cm off the
+            grasp point.
         stop_threshold: stop (zero motion) once the predicted cosine to the goal exceeds
             this; None = never (official).
     """
