@@ -12,7 +12,10 @@ Validation (episodes held out by `val_fraction`, never seen in training) reports
   pooled features, among sim frames of those sentences) must carry the same sentence;
   accuracy per sentence, averaged (chance = 1 / number of shared sentences);
 - `language_accuracy` (regression): nearest stage sentence = true stage sentence;
-- `f1@0.5`, `f1@0.8` (distance): the paper's thresholded-similarity F1.
+- `f1@0.5`, `f1@0.8` (distance): the paper's thresholded-similarity F1;
+- `loss`: the training objective over the held-out frames (every sim x real pair for
+  distance), which picks the exported checkpoint by default (`trainer.best_metric`), as the
+  official code keeps its best-validation checkpoint.
 
     embodied-vision train experiment=lang4sim2real_pretrain \
         task.sim_episodes=[sim.hdf5] task.real_episodes=[real.hdf5] task.objective=distance
@@ -282,10 +285,14 @@ class LanguagePretrainTask:
         if self.objective == 'regression':
             results['language_accuracy'] = language_accuracy(
                 torch.cat([h_sim, h_real]), self.sentences, torch.cat([t_sim, t_real]))
+            results['loss'] = language_regression_loss(
+                [h_sim, h_real], [self.sentences[t_sim], self.sentences[t_real]]).item()
         else:
-            target = self.target_similarity(t_sim, t_real).T
-            results['f1@0.5'] = similarity_f1(cosine, target, 0.5)
-            results['f1@0.8'] = similarity_f1(cosine, target, 0.8)
+            target = self.target_similarity(t_sim, t_real)
+            results['f1@0.5'] = similarity_f1(cosine, target.T, 0.5)
+            results['f1@0.8'] = similarity_f1(cosine, target.T, 0.8)
+            results['loss'] = language_distance_loss(f_sim, f_real, target,
+                                                     self.loss_scale).item()
         return results
 
     def export(self, model, out_dir: Path) -> Path:

@@ -12,6 +12,9 @@ A *task* object supplies what is specific to an experiment:
 
 The loop keeps `checkpoints/last.pt` (model, optimiser, scheduler, sampler position, RNG
 states, step) and resumes from it; writes `metrics.csv`, `summary.json` and `metrics.png`.
+With `best_metric`, the weights of the best evaluation so far are kept in
+`checkpoints/best.pt` and are the ones exported at the end (the official Lang4Sim2Real
+pretraining keeps its best-validation checkpoint).
 A non-finite loss skips that step (counted and logged) instead of killing the run; too many
 in a row stop it with an error.
 """
@@ -53,6 +56,10 @@ class TrainerConfig:
         resume: continue from out_dir/checkpoints/last.pt when it exists.
         max_bad_steps: consecutive non-finite losses tolerated before stopping.
         progress: show a tqdm bar (rank 0 only).
+        best_metric: a metric of `task.evaluate` (e.g. 'stage_retrieval') whose best value,
+            over every evaluation including the final one, picks the weights to export;
+            None, or a metric no evaluation reported (warned), exports the last weights.
+        best_mode: 'max' or 'min': which way `best_metric` improves.
     """
 
     out_dir: str = 'runs/default'
@@ -68,8 +75,14 @@ class TrainerConfig:
     resume: bool = True
     max_bad_steps: int = 20
     progress: bool = True
+    best_metric: str | None = None
+    best_mode: str = 'max'
 
     def __post_init__(self):
+        if self.best_mode not in ('max', 'min'):
+            raise ValueError(f"best_mode must be 'max' or 'min', got {self.best_mode!r}")
+        if self.best_metric is not None:
+            self.best_metric = self.best_metric.removeprefix('eval/')
         for field in ('max_steps', 'batch_size', 'log_every'):
             if getattr(self, field) < 1:
                 raise ValueError(f'{field} must be >= 1, got {getattr(self, field)}')
@@ -126,6 +139,8 @@ class Trainer:
         self.device = torch.device(device)
         self.out_dir = Path(config.out_dir)
         self.checkpoint_path = self.out_dir / 'checkpoints' / 'last.pt'
+        self.best_path = self.out_dir / 'checkpoints' / 'best.pt'
+        self.best: dict | None = None  # step, value and evaluation of best.pt
 
     # ------------------------------------------------------------------ checkpoints
     def _save(self, model, optimizer, scheduler, sampler, step: int) -> None:
@@ -136,12 +151,9 @@ class Trainer:
             'optimizer': optimizer.state_dict(),
             'scheduler': scheduler.state_dict() if scheduler is not None else None,
             'sampler': sampler.state_dict(), 'torch_rng': torch.get_rng_state(),
-            'config': asdict(self.config),
+            'config': asdict(self.config), 'best': self.best,
         }
-        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_suffix('.tmp')
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)  # an interrupted save never corrupts last.pt
+        _atomic_save(state, self.checkpoint_path)
 
     def _load(self, model, optimizer, scheduler, sampler) -> int:
         if not (self.config.resume and self.checkpoint_path.exists()):
@@ -161,8 +173,22 @@ class Trainer:
             scheduler.load_state_dict(state['scheduler'])
         sampler.load_state_dict(state['sampler'])
         torch.set_rng_state(state['torch_rng'])
+        self.best = self._resumed_best(state.get('best'))
         _logger.info('resumed from %s at step %d', self.checkpoint_path, state['step'])
         return int(state['step'])
+
+    def _resumed_best(self, best: dict | None) -> dict | None:
+        """The best record of last.pt, if best.pt still holds those weights (a run stopped
+        between writing best.pt and last.pt left best.pt ahead of the resumed step)."""
+        if best is None or not self.best_path.exists():
+            return None
+        saved = torch.load(self.best_path, map_location='cpu', weights_only=True)['step']
+        if saved != best['step']:
+            _logger.warning('%s holds step %d, not the best step %d recorded in %s; the best '
+                            'is searched again from here', self.best_path, saved, best['step'],
+                            self.checkpoint_path)
+            return None
+        return best
 
     # ------------------------------------------------------------------------ loop
     def fit(self) -> dict:
@@ -234,9 +260,14 @@ class Trainer:
         if not self.dist.is_main:
             return {}
         final = self._evaluate(model, step, metrics)
+        best = self._restore_best(model, step)
+        if best is not None:
+            final = best['results']
         if hasattr(task, 'export'):
             task.export(model, self.out_dir)
-        summary = metrics.write_summary(self.out_dir / 'summary.json', final=final,
+        extra = {'best': {k: best[k] for k in ('step', 'value')} | {
+            'metric': self.config.best_metric}} if best is not None else {}
+        summary = metrics.write_summary(self.out_dir / 'summary.json', final=final, **extra,
                                         steps=step, skipped_steps=skipped,
                                         seconds=time.perf_counter() - begin,
                                         config=asdict(config))
@@ -254,7 +285,47 @@ class Trainer:
         if metrics is not None and results:
             metrics.log(step, **results)
         _logger.info('step %d eval: %s', step, results)
+        self._keep_if_best(model, step, results)
         return results
+
+    def _keep_if_best(self, model, step: int, results: dict) -> None:
+        name = self.config.best_metric
+        if name is None or not results:
+            return
+        if f'eval/{name}' not in results:  # a typo, or a metric this evaluation could not
+            # compute (e.g. no sentence shared by both held-out domains): keep training
+            _logger.warning("best_metric=%r is not among this evaluation's metrics %s; step "
+                            '%d is not a candidate for export', name,
+                            sorted(k.removeprefix('eval/') for k in results), step)
+            return
+        value = results[f'eval/{name}']
+        if self.best is not None:
+            better = value > self.best['value'] if self.config.best_mode == 'max' \
+                else value < self.best['value']
+            if not better:
+                return
+        self.best = {'step': step, 'value': value, 'results': results}
+        _atomic_save({'step': step, 'model': _unwrap(model).state_dict()}, self.best_path)
+        _logger.info('best %s so far: %.6g at step %d', name, value, step)
+
+    def _restore_best(self, model, step: int) -> dict | None:
+        """Load best.pt into `model` when it is not the last step's weights."""
+        if self.best is None:
+            return None
+        if self.best['step'] != step:
+            state = torch.load(self.best_path, map_location='cpu', weights_only=True)
+            _unwrap(model).load_state_dict(state['model'])
+            _logger.info('exporting the weights of step %d (best %s %.6g)', self.best['step'],
+                         self.config.best_metric, self.best['value'])
+        return self.best
+
+
+def _atomic_save(state: dict, path: Path) -> None:
+    """An interrupted save never corrupts the file at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix('.tmp')
+    torch.save(state, tmp)
+    os.replace(tmp, path)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

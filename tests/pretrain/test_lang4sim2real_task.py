@@ -51,6 +51,27 @@ def test_pretraining_lowers_the_loss_and_exports_the_encoder(episodes, tmp_path,
         torch.testing.assert_close(encoder(frames), task.model.encoder(frames))
 
 
+@pytest.mark.parametrize('objective', ['distance', 'regression'])
+def test_the_held_out_loss_is_the_objective_on_held_out_frames(episodes, objective):
+    from embodied_vision.pretrain.language_alignment import (
+        language_distance_loss,
+        language_regression_loss,
+    )
+    task = LanguagePretrainTask([episodes['sim']], [episodes['real']], objective=objective,
+                                image_size=32, pad=2, val_fraction=0.34)
+    model = task.model.eval()
+    with torch.no_grad():
+        reported = task.evaluate(model, step=0)['loss']
+        f_sim, h_sim, t_sim = task._embed(model, task.sim_val)
+        f_real, h_real, t_real = task._embed(model, task.real_val)
+    if objective == 'distance':
+        expected = language_distance_loss(f_sim, f_real, task.target_similarity(t_sim, t_real))
+    else:
+        expected = language_regression_loss([h_sim, h_real], [task.sentences[t_sim],
+                                                               task.sentences[t_real]])
+    assert reported == pytest.approx(expected.item(), rel=1e-5) and reported > 0
+
+
 def test_bad_arguments_are_named(episodes):
     with pytest.raises(ValueError, match='objective'):
         LanguagePretrainTask([episodes['sim']], [episodes['real']], objective='contrastive')

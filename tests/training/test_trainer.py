@@ -125,3 +125,62 @@ def test_grad_clip_works_with_parameter_groups(tmp_path):
     summary = Trainer(_config(tmp_path, max_steps=20, grad_clip=0.5), Grouped(),
                       lambda groups: torch.optim.SGD(groups, lr=0.05)).fit()
     assert summary['steps'] == 20 and torch.isfinite(torch.tensor(summary['final']['eval/mse']))
+
+
+class _PassesThrough(ToyRegression):
+    """w moves from 0 to 1; the evaluation rewards being near 0.5, passed on the way."""
+
+    def __init__(self):
+        super().__init__(n=32, dim=1)
+        self.x, self.y = torch.ones(32, 1), torch.ones(32, 1)
+        with torch.no_grad():
+            self.model.weight.zero_()
+            self.model.bias.zero_()
+        self.model.bias.requires_grad_(False)
+
+    def evaluate(self, model, step):
+        w = model.weight.item()
+        return {'near_half': -abs(w - 0.5), 'w': w}
+
+
+def _plain_sgd(params):
+    return torch.optim.SGD(params, lr=0.02)
+
+
+def test_best_metric_exports_the_best_evaluated_weights_across_a_resume(tmp_path):
+    config = dict(max_steps=120, eval_every=10, checkpoint_every=10, log_every=10)
+    run = Trainer(_config(tmp_path / 'a', **config, best_metric='eval/near_half'),
+                  _PassesThrough(), _plain_sgd)
+    summary = run.fit()
+    steps, w = MetricsLogger(tmp_path / 'a' / 'metrics.csv', resume_step=10**9).series('eval/w')
+    best = min(range(len(w)), key=lambda i: abs(w[i] - 0.5))
+    assert 0 < best < len(w) - 1  # passed 0.5 on the way, not at the end
+    assert summary['best'] == {'step': steps[best], 'value': -abs(w[best] - 0.5),
+                               'metric': 'near_half'}
+    assert summary['final']['eval/w'] == w[best]
+    exported = torch.load(tmp_path / 'a' / 'final.pt')['weight'].item()
+    assert exported == pytest.approx(w[best]) and w[-1] > w[best]
+    # interrupted after the best and resumed: the same weights are exported
+    Trainer(_config(tmp_path / 'b', **{**config, 'max_steps': steps[best] + 20},
+                    best_metric='near_half'), _PassesThrough(), _plain_sgd).fit()
+    resumed = Trainer(_config(tmp_path / 'b', **config, best_metric='near_half'),
+                      _PassesThrough(), _plain_sgd).fit()
+    assert resumed['best'] == summary['best']
+    assert torch.load(tmp_path / 'b' / 'final.pt')['weight'].item() == pytest.approx(w[best])
+    # without best_metric the last weights are exported
+    last = Trainer(_config(tmp_path / 'c', **config), _PassesThrough(), _plain_sgd).fit()
+    assert 'best' not in last and torch.load(tmp_path / 'c' / 'final.pt')['weight'].item() \
+        == pytest.approx(w[-1])
+
+
+def test_an_unknown_best_metric_is_named_and_the_last_weights_exported(tmp_path, caplog):
+    with caplog.at_level('WARNING'):
+        summary = Trainer(_config(tmp_path, max_steps=20, eval_every=10,
+                                  best_metric='accuracy'), _PassesThrough(), _plain_sgd).fit()
+    assert "best_metric='accuracy' is not among this evaluation's metrics ['near_half', 'w']" \
+        in caplog.text
+    assert 'best' not in summary
+    assert torch.load(tmp_path / 'final.pt')['weight'].item() == \
+        pytest.approx(summary['final']['eval/w'])
+    with pytest.raises(ValueError, match='best_mode'):
+        TrainerConfig(best_mode='highest')
