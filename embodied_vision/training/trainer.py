@@ -178,9 +178,13 @@ class Trainer:
         return int(state['step'])
 
     def _resumed_best(self, best: dict | None) -> dict | None:
-        """The best record of last.pt, if best.pt still holds those weights (a run stopped
-        between writing best.pt and last.pt left best.pt ahead of the resumed step)."""
+        """The best record of last.pt, if it ranks the same metric the same way and best.pt
+        still holds those weights (a run stopped between writing best.pt and last.pt left
+        best.pt ahead of the resumed step)."""
         if best is None or not self.best_path.exists():
+            return None
+        wanted = self.config.best_metric, self.config.best_mode
+        if (best.get('metric'), best.get('mode')) != wanted:  # resumed with another choice
             return None
         saved = torch.load(self.best_path, map_location='cpu', weights_only=True)['step']
         if saved != best['step']:
@@ -265,8 +269,8 @@ class Trainer:
             final = best['results']
         if hasattr(task, 'export'):
             task.export(model, self.out_dir)
-        extra = {'best': {k: best[k] for k in ('step', 'value')} | {
-            'metric': self.config.best_metric}} if best is not None else {}
+        extra = {'best': {k: best[k] for k in ('step', 'value', 'metric')}} \
+            if best is not None else {}
         summary = metrics.write_summary(self.out_dir / 'summary.json', final=final, **extra,
                                         steps=step, skipped_steps=skipped,
                                         seconds=time.perf_counter() - begin,
@@ -304,7 +308,8 @@ class Trainer:
                 else value < self.best['value']
             if not better:
                 return
-        self.best = {'step': step, 'value': value, 'results': results}
+        self.best = {'step': step, 'value': value, 'results': results, 'metric': name,
+                     'mode': self.config.best_mode}
         _atomic_save({'step': step, 'model': _unwrap(model).state_dict()}, self.best_path)
         _logger.info('best %s so far: %.6g at step %d', name, value, step)
 

@@ -167,6 +167,11 @@ def test_best_metric_exports_the_best_evaluated_weights_across_a_resume(tmp_path
                       _PassesThrough(), _plain_sgd).fit()
     assert resumed['best'] == summary['best']
     assert torch.load(tmp_path / 'b' / 'final.pt')['weight'].item() == pytest.approx(w[best])
+    # resumed ranking another metric, the old record (-0.06 'near_half') is not a candidate
+    # for the lowest 'w': the one evaluation since the resume is
+    other = Trainer(_config(tmp_path / 'b', **{**config, 'max_steps': 130}, best_metric='w',
+                            best_mode='min'), _PassesThrough(), _plain_sgd).fit()
+    assert other['best']['step'] == 130 and other['best']['metric'] == 'w'
     # without best_metric the last weights are exported
     last = Trainer(_config(tmp_path / 'c', **config), _PassesThrough(), _plain_sgd).fit()
     assert 'best' not in last and torch.load(tmp_path / 'c' / 'final.pt')['weight'].item() \
