@@ -63,7 +63,8 @@ MBS_STEP ?= 0.04
 MBS_ENCODER ?= r3m_resnet18
 # PickPlace's object, for the videos and the evaluation (the paper's pick-place has one);
 # empty draws one of three per episode. Narrow encoder, 64 px, 4000 steps, 50 episodes:
-# carrot 22% closed loop, a random object 4-6% (the planner must read it off the goal image).
+# carrot 13% closed loop (training seeds 22/8/10%; BC e2e 23%), a random object 4-6% (the
+# planner must read it off the goal image).
 MBS_PICK_TARGET ?= carrot
 EVAL_EPISODES ?= 50
 EVAL_SEEDS ?= 0 1 2
