@@ -47,6 +47,7 @@ Planner settings that can be changed at runtime:
 - `grip_hold_steps`: control steps to stand still when the gripper changes state, so the
   fingers close in place; < 0 = the saved policy's value (0, official).
 """
+import dataclasses
 import re
 import threading
 import time
@@ -126,10 +127,11 @@ class PlannerNode(ManagedNode):
         if name == 'device' and not _DEVICE.match(str(value)):
             return f"device={value!r} is not allowed; allowed values: 'cpu', 'cuda', 'cuda:N'"
         policy = getattr(self, 'policy', None)
-        if name == 'gripper_release' and policy is not None and \
-                not (value < 0 or 0 < value <= policy.config.gripper_threshold):
-            return (f'gripper_release={value} must be in (0, gripper_threshold='
-                    f'{policy.config.gripper_threshold}] of the loaded policy, or < 0')
+        if name == 'gripper_release' and policy is not None and value >= 0:
+            try:  # the policy's config class holds the rule
+                dataclasses.replace(policy.config, gripper_release=float(value))
+            except ValueError as err:
+                return f'{err} (loaded policy; < 0 = its saved value)'
         return ''
 
     def _after_set_parameters(self, params) -> None:

@@ -122,7 +122,7 @@ def _pooled(labelled: list[tuple[str, dict]]) -> list[dict]:
     return list(rows.values())
 
 
-def _task_options(pairs: list[str], flag: str = '--task-option') -> dict:
+def _key_values(pairs: list[str], flag: str) -> dict:
     """`['target_object=carrot', 'n=2']` -> `{'target_object': 'carrot', 'n': 2}` (YAML values)."""
     import yaml
     options = {}
@@ -221,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('give policies to evaluate, or --merge earlier --json outputs')
     try:
         labelled = []
-        args.task_options = _task_options(args.task_option) if args.task_option else None
-        args.policy_options = _task_options(args.policy_option, '--policy-option')
+        args.task_options = _key_values(args.task_option, '--task-option') \
+            if args.task_option else None
+        args.policy_options = _key_values(args.policy_option, '--policy-option')
         if args.merge:
             args.task, args.domain, args.task_options, labelled = _merged(
                 args.merge, args.task, args.domain, args.task_options)

@@ -186,7 +186,8 @@ class Trainer:
         wanted = self.config.best_metric, self.config.best_mode
         if (best.get('metric'), best.get('mode')) != wanted:  # resumed with another choice
             return None
-        saved = torch.load(self.best_path, map_location='cpu', weights_only=True)['step']
+        saved = torch.load(self.best_path, map_location='cpu', weights_only=True,
+                           mmap=True)['step']  # the step only: the weights stay on disk
         if saved != best['step']:
             _logger.warning('%s holds step %d, not the best step %d recorded in %s; the best '
                             'is searched again from here', self.best_path, saved, best['step'],
