@@ -55,14 +55,20 @@ MBS_TASKS ?= PickPlace Push
 MBS_VIDEOS ?= 300
 MBS_STEPS ?= 5000
 MBS_SIZE ?= 128
+# The official loss scores every direction in the videos (MBS_POOL=null): ~13k candidates for
+# 300 Push videos, ~4.5 s per step at 64 px on one CPU core. The CPU protocol of our tables is
+# MBS_POOL=512 (a farthest-point subset) with MBS_TEMPERATURE=0.1 (logits = cosine / 0.1).
 MBS_POOL ?= null
+MBS_TEMPERATURE ?= null
 MBS_STEP ?= 0.04
 # the MbS backbone (the paper: r3m_resnet18). On CPU, lang4sim2real_resnet18 (the narrow
-# ResNet-18 that bc_e2e uses) trains ~3x faster: PickPlace, 300 videos, 64 px, 4000 steps in
-# ~45 min on one contended core, 6% closed loop (r3m_resnet18 after 600 steps: 0%).
+# ResNet-18 that bc_e2e uses) trains ~3x faster: PickPlace, 300 videos, 64 px, pool 512,
+# 4000 steps in ~45 min on one contended core, 6% closed loop (r3m_resnet18 after 600
+# steps: 0%).
 MBS_ENCODER ?= r3m_resnet18
 # PickPlace's object, for the videos and the evaluation (the paper's pick-place has one);
-# empty draws one of three per episode. Narrow encoder, 64 px, 4000 steps, 50 episodes:
+# empty draws one of three per episode. Narrow encoder, 64 px, pool 512, temperature 0.1,
+# 4000 steps, 50 episodes:
 # carrot 13% closed loop (training seeds 22/8/10%; BC e2e 23%), a random object 4-6% (the
 # planner must read it off the goal image).
 MBS_PICK_TARGET ?= carrot
@@ -79,7 +85,8 @@ eval-mbs: $(STAMP)
 			expert_noise=0.3 progress=false out=$(MBS_RUN)/$$t/videos.hdf5 $$collect_option && \
 		$(CLI) train experiment=mbs_pickplace name=mbs_$$t task.videos=[$(MBS_RUN)/$$t/videos.hdf5] \
 			task.image_size=$(MBS_SIZE) task.resize_to=$$(( $(MBS_SIZE) * 15 / 14 )) \
-			task.max_pool_size=$(MBS_POOL) task.step_size=$(MBS_STEP) task.encoder=$(MBS_ENCODER) \
+			task.max_pool_size=$(MBS_POOL) task.temperature=$(MBS_TEMPERATURE) \
+			task.step_size=$(MBS_STEP) task.encoder=$(MBS_ENCODER) \
 			trainer.max_steps=$(MBS_STEPS) \
 			hydra.run.dir=$(MBS_RUN)/$$t/mbs && \
 		$(CLI) train experiment=bc_mlp name=bc_$$t task.episodes=[$(MBS_RUN)/$$t/videos.hdf5] \
