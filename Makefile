@@ -71,6 +71,7 @@ MBS_ENCODER ?= r3m_resnet18
 # 4000 steps, 50 episodes:
 # carrot 13% closed loop (training seeds 22/8/10%; BC e2e 23%), a random object 4-6% (the
 # planner must read it off the goal image).
+# Push, same protocol: MbS 18% (14/16/24), BC e2e 56% (66/46/56); results/README.md.
 MBS_PICK_TARGET ?= carrot
 EVAL_EPISODES ?= 50
 EVAL_SEEDS ?= 0 1 2
