@@ -289,7 +289,7 @@ class EpisodeReader:
         """Episode `index` as numpy arrays: `obs` dict, `actions`, `rewards`, `dones`,
         `success`, `stage`, `stage_text` (list of str), `instruction`, `attrs`."""
         group = self._group(index)
-        keys = obs_keys or self.obs_keys(index)
+        keys = self.obs_keys(index) if obs_keys is None else list(obs_keys)
         return {
             'obs': {k: group['obs'][k][()] for k in keys},
             'actions': group['actions'][()],
@@ -325,10 +325,13 @@ class EpisodeDataset(Dataset):
         paths: one file or a list of files.
         obs_keys: observation keys to load (default: all).
         channels_first: return images as `(C, H, W)` (default) rather than `(H, W, C)`.
+        in_memory: read every episode (only `obs_keys`) into RAM once, here, instead of
+            reading each sample from the file (~1 ms per sample, the main cost of a training
+            step on small images). RGB costs H x W x 3 bytes per step: 12 KB at 64 px.
     """
 
     def __init__(self, paths: str | os.PathLike | Sequence, obs_keys: Sequence[str] | None = None,
-                 channels_first: bool = True):
+                 channels_first: bool = True, in_memory: bool = False):
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         self.paths = [os.fspath(p) for p in paths]
@@ -345,6 +348,19 @@ class EpisodeDataset(Dataset):
                     self.index += [(f, demo, t) for t in range(reader.num_samples(i))]
         self.obs_keys = self.obs_keys or []
         self._files: dict[int, h5py.File] = {}
+        self._memory: dict[tuple[int, str], dict] | None = self._load_all() if in_memory else None
+
+    def _load_all(self) -> dict[tuple[int, str], dict]:
+        episodes, size = {}, 0
+        for f, path in enumerate(self.paths):
+            with EpisodeReader(path) as reader:
+                for i, demo in enumerate(reader.demos):
+                    episode = reader.episode(i, obs_keys=self.obs_keys)
+                    episodes[(f, demo)] = episode
+                    size += sum(v.nbytes for v in episode['obs'].values())
+        _logger.info('EpisodeDataset: %d episodes, %d steps in memory (%.0f MB of observations)',
+                     len(episodes), len(self.index), size / 2 ** 20)
+        return episodes
 
     def __len__(self) -> int:
         return len(self.index)
@@ -357,7 +373,7 @@ class EpisodeDataset(Dataset):
         return handle
 
     def _tensor(self, key: str, value: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(np.ascontiguousarray(value))
+        tensor = torch.from_numpy(np.array(value))  # a copy: never a view of the cache
         if key.endswith('/rgb') and self.channels_first:
             return tensor.permute(2, 0, 1).contiguous()
         if key.endswith('/depth'):
@@ -366,15 +382,20 @@ class EpisodeDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         f, demo, t = self.index[i]
-        group = self._file(f)['data'][demo]
+        if self._memory is not None:  # the arrays of `EpisodeReader.episode`
+            episode = self._memory[(f, demo)]
+            instruction = episode['instruction']
+        else:  # the HDF5 group, indexed the same way
+            episode = self._file(f)['data'][demo]
+            instruction = _decode(episode.attrs.get('instruction', ''))
         return {
-            'obs': {k: self._tensor(k, group['obs'][k][t]) for k in self.obs_keys},
-            'action': torch.from_numpy(group['actions'][t]),
-            'reward': torch.tensor(float(group['rewards'][t])),
-            'done': torch.tensor(bool(group['dones'][t])),
-            'stage': torch.tensor(int(group['stage'][t]), dtype=torch.int64),
-            'stage_text': _decode(group['stage_text'][t]),
-            'instruction': _decode(group.attrs.get('instruction', '')),
+            'obs': {k: self._tensor(k, episode['obs'][k][t]) for k in self.obs_keys},
+            'action': torch.from_numpy(np.array(episode['actions'][t])),
+            'reward': torch.tensor(float(episode['rewards'][t])),
+            'done': torch.tensor(bool(episode['dones'][t])),
+            'stage': torch.tensor(int(episode['stage'][t]), dtype=torch.int64),
+            'stage_text': _decode(episode['stage_text'][t]),
+            'instruction': instruction,
             'episode': int(demo.split('_')[1]),
             'step': t,
         }

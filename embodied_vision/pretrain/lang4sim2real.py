@@ -134,6 +134,8 @@ class LanguagePretrainTask:
         loss_scale: the x40 multiplier of the distance loss.
         similarity: sentence similarity backend ('minilm_cosine'; BLEURT is not offline).
         seed: seeds the validation split.
+        embedding_cache: a .safetensors file that keeps sentence embeddings between runs.
+        in_memory: hold the episodes' frames in RAM (`EpisodeDataset(in_memory=True)`).
     """
 
     def __init__(self, sim_episodes: Sequence[str], real_episodes: Sequence[str],
@@ -141,7 +143,7 @@ class LanguagePretrainTask:
                  camera: str = 'front', image_size: int = 128, pad: int = 12,
                  val_fraction: float = 0.1, loss_scale: float = 40.0,
                  similarity: str = 'minilm_cosine', seed: int = 0,
-                 embedding_cache: str | None = None):
+                 embedding_cache: str | None = None, in_memory: bool = True):
         if objective not in OBJECTIVES:
             raise ValueError(f'objective={objective!r} is not one of {OBJECTIVES}')
         if not 0 <= val_fraction < 1:
@@ -149,8 +151,8 @@ class LanguagePretrainTask:
         self.objective, self.pad, self.loss_scale = objective, pad, loss_scale
         self.image_size = (image_size, image_size)
         self.key = f'{camera}/rgb'
-        sim = EpisodeDataset(list(sim_episodes), obs_keys=[self.key])
-        real = EpisodeDataset(list(real_episodes), obs_keys=[self.key])
+        sim = EpisodeDataset(list(sim_episodes), obs_keys=[self.key], in_memory=in_memory)
+        real = EpisodeDataset(list(real_episodes), obs_keys=[self.key], in_memory=in_memory)
         for name, data in (('sim', sim), ('real', real)):
             if len(data) == 0:
                 raise ValueError(f'{name}_episodes hold no steps: {data.paths}')

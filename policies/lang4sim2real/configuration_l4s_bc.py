@@ -20,7 +20,10 @@ class L4SBCConfig:
     Args:
         encoder: registered FiLM encoder name.
         encoder_checkpoint: pretrained weights (e.g. runs/lang4sim2real_pretrain_*/encoder).
-        freeze_pretrained: freeze the encoder except FiLM and the last stage.
+        freeze_pretrained: freeze the encoder (with or without a checkpoint) except FiLM
+            and the last `trainable_stages` stages.
+        trainable_stages: how many of the last encoder stages train under
+            `freeze_pretrained` (paper: 1; the stem always stays frozen).
         text_dim: instruction embedding size (MiniLM: 384).
         state_dim: proprioception size (the tabletop suite: 8).
         action_dim: action size (the tabletop suite: 4).
@@ -36,6 +39,7 @@ class L4SBCConfig:
     encoder: str = 'lang4sim2real_resnet18'
     encoder_checkpoint: str | None = None
     freeze_pretrained: bool = True
+    trainable_stages: int = 1
     text_dim: int = 384
     # shapes
     state_dim: int = 8
@@ -56,6 +60,8 @@ class L4SBCConfig:
         for name in ('text_dim', 'action_dim', 'image_size'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+        if self.trainable_stages < 0:
+            raise ValueError(f'trainable_stages must be >= 0, got {self.trainable_stages}')
         if self.state_dim < 0 or self.pad < 0:
             raise ValueError(f'state_dim and pad must be >= 0, got {self.state_dim}, '
                              f'{self.pad}')

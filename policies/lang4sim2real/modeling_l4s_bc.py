@@ -74,9 +74,14 @@ class L4SBCPolicy(nn.Module):
         self._embedder = embedder
 
     def _freeze_pretrained(self) -> None:
-        """Train only FiLM layers and the last stage of the encoder (paper's choice)."""
+        """Train only FiLM layers and the last `trainable_stages` stages (paper: 1)."""
+        stages = self.encoder.layers
+        if self.config.trainable_stages > len(stages):
+            raise ValueError(f'trainable_stages={self.config.trainable_stages}, but '
+                             f'{self.config.encoder} has {len(stages)} stages')
         trainable = set(self.encoder.film_parameters())
-        trainable |= set(self.encoder.layers[-1].parameters())
+        for stage in list(stages)[len(stages) - self.config.trainable_stages:]:
+            trainable |= set(stage.parameters())
         for parameter in self.encoder.parameters():
             parameter.requires_grad_(parameter in trainable)
         self._frozen = [m for m in self.encoder.modules()

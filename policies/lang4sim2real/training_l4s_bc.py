@@ -85,20 +85,24 @@ class L4SBCTrainingTask:
             with no `sim_episodes` is single-domain BC on sim demos (e.g. the behaviour
             cloning baseline of Manipulate-by-Seeing on its tool-camera videos), evaluated
             in the sim domain with the same prefix.
+        in_memory: hold the demos' frames and proprio in RAM (`EpisodeDataset(in_memory=True)`).
     """
 
     def __init__(self, sim_episodes: Sequence[str], real_episodes: Sequence[str],
                  target_probability: float = 0.2, policy: Mapping | None = None,
-                 embedding_cache: str | None = None, target_domain: str = 'real'):
+                 embedding_cache: str | None = None, target_domain: str = 'real',
+                 in_memory: bool = True):
         if sim_episodes and target_domain != 'real':
             raise ValueError(f'target_domain={target_domain!r} needs sim_episodes=[]: mixed '
                              'batches pair sim source demos with real target demos')
         self.config = L4SBCConfig(**(policy or {}))
         key = f'{self.config.camera}/rgb'
-        target = EpisodeDataset(list(real_episodes), obs_keys=[key, 'proprio'])
+        target = EpisodeDataset(list(real_episodes), obs_keys=[key, 'proprio'],
+                                in_memory=in_memory)
         embedder = SentenceEmbedder(cache_file=embedding_cache)
         if sim_episodes:
-            source = EpisodeDataset(list(sim_episodes), obs_keys=[key, 'proprio'])
+            source = EpisodeDataset(list(sim_episodes), obs_keys=[key, 'proprio'],
+                                    in_memory=in_memory)
             source_language = _instruction_embeddings(source, 'sim', embedder)
         else:  # target demos only
             source, source_language = [], torch.zeros(0, self.config.text_dim)

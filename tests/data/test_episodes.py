@@ -102,6 +102,38 @@ def test_torch_dataset(h5file):
     assert len(batch['stage_text']) == 4
 
 
+def test_in_memory_dataset_matches_the_file_and_no_longer_reads_it(h5file, tmp_path):
+    path, _ = h5file
+    copy = tmp_path / 'copy.hdf5'
+    copy.write_bytes(path.read_bytes())
+    on_disk = EpisodeDataset([path], obs_keys=['front/rgb', 'proprio'])
+    in_memory = EpisodeDataset([copy], obs_keys=['front/rgb', 'proprio'], in_memory=True)
+    copy.unlink()  # every sample must now come from memory
+    assert len(in_memory) == len(on_disk) == 8
+    for i in range(len(on_disk)):
+        a, b = on_disk[i], in_memory[i]
+        assert a.keys() == b.keys() and a['obs'].keys() == b['obs'].keys() == {'front/rgb',
+                                                                               'proprio'}
+        for key in a['obs']:
+            assert a['obs'][key].dtype == b['obs'][key].dtype
+            torch.testing.assert_close(a['obs'][key], b['obs'][key], rtol=0, atol=0)
+        for key in ('action', 'reward', 'done', 'stage'):
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+        assert (a['stage_text'], a['instruction'], a['episode'], a['step']) == \
+            (b['stage_text'], b['instruction'], b['episode'], b['step'])
+    in_memory[0]['obs']['proprio'].zero_()  # a sample is a copy, not a view of the cache
+    in_memory[0]['action'].zero_()
+    torch.testing.assert_close(in_memory[0]['obs']['proprio'], on_disk[0]['obs']['proprio'])
+    torch.testing.assert_close(in_memory[0]['action'], on_disk[0]['action'])
+
+
+def test_episode_with_no_obs_keys_reads_no_observations(h5file):
+    path, _ = h5file
+    with EpisodeReader(path) as reader:
+        episode = reader.episode(0, obs_keys=[])
+    assert episode['obs'] == {} and len(episode['stage_text']) == 5
+
+
 def test_bad_file_and_empty_buffer(tmp_path):
     path = tmp_path / 'other.hdf5'
     with h5py.File(path, 'w') as f:

@@ -48,6 +48,19 @@ def test_pretrained_encoder_is_frozen_except_film_and_last_stage(tmp_path):
     assert policy.mlp[0].in_features == 256 + 8  # spatial softmax: 2 x 128 channels
 
 
+def test_trainable_stages_unfreezes_the_last_stages_only():
+    policy = L4SBCPolicy(L4SBCConfig(trainable_stages=3, **SMALL)).train()
+    trainable = {n for n, p in policy.encoder.named_parameters() if p.requires_grad}
+    stages = {n.split('.')[1] for n in trainable if '.film.' not in n}
+    assert stages == {'1', '2', '3'} and not policy.encoder.conv1.weight.requires_grad
+    assert not policy.encoder.layers[0][0].bn1.training
+    assert policy.encoder.layers[1][0].bn1.training
+    with pytest.raises(ValueError, match='has 4 stages'):
+        L4SBCPolicy(L4SBCConfig(trainable_stages=5, **SMALL))
+    with pytest.raises(ValueError, match='trainable_stages'):
+        L4SBCConfig(trainable_stages=-1)
+
+
 def test_nll_falls_and_film_uses_the_domain():
     torch.manual_seed(0)
     policy = L4SBCPolicy(L4SBCConfig(freeze_pretrained=False, **SMALL)).train()
