@@ -340,27 +340,23 @@ class EpisodeDataset(Dataset):
         self.channels_first = channels_first
         self.index: list[tuple[int, str, int]] = []
         self.obs_keys = list(obs_keys) if obs_keys is not None else None
+        # (file, demo) -> the arrays of `EpisodeReader.episode`, read in the same pass as the
+        # index when `in_memory`; None reads each sample from its file.
+        self._memory: dict[tuple[int, str], dict] | None = {} if in_memory else None
         for f, path in enumerate(self.paths):
             with EpisodeReader(path) as reader:
                 if self.obs_keys is None and len(reader):
                     self.obs_keys = reader.obs_keys(0)
                 for i, demo in enumerate(reader.demos):
                     self.index += [(f, demo, t) for t in range(reader.num_samples(i))]
+                    if self._memory is not None:
+                        self._memory[(f, demo)] = reader.episode(i, obs_keys=self.obs_keys)
         self.obs_keys = self.obs_keys or []
         self._files: dict[int, h5py.File] = {}
-        self._memory: dict[tuple[int, str], dict] | None = self._load_all() if in_memory else None
-
-    def _load_all(self) -> dict[tuple[int, str], dict]:
-        episodes, size = {}, 0
-        for f, path in enumerate(self.paths):
-            with EpisodeReader(path) as reader:
-                for i, demo in enumerate(reader.demos):
-                    episode = reader.episode(i, obs_keys=self.obs_keys)
-                    episodes[(f, demo)] = episode
-                    size += sum(v.nbytes for v in episode['obs'].values())
-        _logger.info('EpisodeDataset: %d episodes, %d steps in memory (%.0f MB of observations)',
-                     len(episodes), len(self.index), size / 2 ** 20)
-        return episodes
+        if self._memory is not None:
+            size = sum(v.nbytes for e in self._memory.values() for v in e['obs'].values())
+            _logger.info('EpisodeDataset: %d episodes, %d steps in memory (%.0f MB of '
+                         'observations)', len(self._memory), len(self.index), size / 2 ** 20)
 
     def __len__(self) -> int:
         return len(self.index)
