@@ -188,3 +188,45 @@ def test_policy_options_replace_config_fields_for_the_evaluation(tmp_path, capsy
     assert main(['evaluate', f'fine={path}', '--task', 'Reach', '--episodes', '1', '--seeds',
                  '0', '--merge', str(out)]) == 2
     assert "label 'fine' would pool runs with policy options" in capsys.readouterr().err
+
+
+def _row(label, rates, episodes=100):
+    runs = [{'success_rate': rate, 'successes': round(rate * episodes), 'episodes': episodes}
+            for rate in rates]
+    return {'policy': label, 'kind': 'l4s_bc', 'runs': runs, 'mean': float(np.mean(rates)),
+            'std': float(np.std(rates))}
+
+
+def test_success_difference_separates_clear_wins_from_noise():
+    from embodied_vision.scripts.evaluate import success_difference
+    weak, strong = _row('weak', [0.2, 0.25, 0.3]), _row('strong', [0.6, 0.65, 0.7])
+    win = success_difference(weak, strong)
+    assert win['difference'] == pytest.approx(0.4)
+    assert 0.3 < win['low'] < 0.4 < win['high'] < 0.5 and win['probability_ahead'] == 1.0
+    assert success_difference(strong, weak)['probability_ahead'] == 0.0
+    same = success_difference(weak, _row('again', [0.2, 0.25, 0.3]))
+    assert same['low'] < 0 < same['high'] and 0.4 < same['probability_ahead'] < 0.6
+    # the spread across runs widens the interval, not only the episode count
+    spread = success_difference(weak, _row('spread', [0.45, 0.65, 0.85]))
+    assert spread['high'] - spread['low'] > 1.5 * (win['high'] - win['low'])
+    few = success_difference(_row('a', [0.2], 10), _row('b', [0.6], 10))
+    assert few['low'] < 0.1 and few == success_difference(_row('a', [0.2], 10),
+                                                          _row('b', [0.6], 10))
+
+
+def test_compare_reports_the_difference_of_labelled_rows(tmp_path, capsys):
+    import json
+
+    from embodied_vision.cli import main
+    table = tmp_path / 'table.json'
+    table.write_text(json.dumps({'task': 'Push', 'domain': 'real', 'results': [
+        _row('baseline', [0.2, 0.3]), _row('pretrained', [0.5, 0.6])]}))
+    out = tmp_path / 'out.json'
+    assert main(['evaluate', '--merge', str(table), '--compare', 'baseline', 'pretrained',
+                 '--json', str(out)]) == 0
+    assert ('pretrained (2 runs) - baseline (2 runs): +30.0 points, 95% interval'
+            in capsys.readouterr().out)
+    (comparison,) = json.loads(out.read_text())['comparisons']
+    assert comparison['policy'] == 'pretrained' and comparison['low'] > 0.1
+    assert main(['evaluate', '--merge', str(table), '--compare', 'baseline', 'typo']) == 2
+    assert "no row labelled 'typo'; the rows are baseline, pretrained" in capsys.readouterr().err
