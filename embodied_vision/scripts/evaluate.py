@@ -21,7 +21,9 @@ for PickPlace, whose target is otherwise drawn per episode); the options go into
 `--merge` pools only tables of the same task, domain and options. `--policy-option KEY=VALUE`
 replaces a field of every policy's config for the evaluation (e.g. the planner's
 `gripper_release=0.5` or `step_size=0.02`), recorded per row; a label pools only runs with the
-same policy options.
+same policy options. `--policy-domain sim` tells a domain-conditioned policy (l4s_bc, whose
+instruction starts with its domain) that it is in sim while it sees `--domain real` frames:
+whether its sim behaviour transfers; recorded per row like the policy options.
 
 `--compare BASELINE POLICY` (repeatable) reports POLICY's success minus BASELINE's, by label,
 with a 95 % interval from a two-level bootstrap (training runs of each row drawn with
@@ -87,6 +89,7 @@ def evaluate_policy_path(path: str, args) -> dict:
     default_camera = 'wrist' if getattr(policy, 'name', '') == 'mbs' else 'front'
     camera = args.camera or getattr(config, 'camera', None) or default_camera
     size = args.size or getattr(config, 'image_size', None) or 128
+    policy_domain = getattr(args, 'policy_domain', None) or args.domain
 
     def make_env():
         return gym.make(f'embodied_vision/{args.task}-v0', cameras=(camera,), image_size=size,
@@ -97,7 +100,7 @@ def evaluate_policy_path(path: str, args) -> dict:
     for run_seed in args.seeds:
         result = evaluate(policy, make_env, episodes=args.episodes,
                           seed=EVALUATION_SEED_BASE + 1000 * run_seed,
-                          camera=camera, domain=args.domain, encoder=encoder,
+                          camera=camera, domain=policy_domain, encoder=encoder,
                           record=1 if args.video else 0)
         if args.video and result['videos']:
             from embodied_vision.data.video import write_video
@@ -109,21 +112,25 @@ def evaluate_policy_path(path: str, args) -> dict:
     rates = [r['success_rate'] for r in runs]
     return {'policy': path, 'kind': getattr(policy, 'name', ''), 'runs': runs,
             **({'policy_options': options} if options else {}),
+            **({'policy_domain': policy_domain} if policy_domain != args.domain else {}),
             'mean': float(np.mean(rates)), 'std': float(np.std(rates))}
 
 
 def _pooled(labelled: list[tuple[str, dict]]) -> list[dict]:
-    """One row per label: runs of every policy with that label pooled."""
+    """One row per label: runs of every policy with that label pooled (only runs evaluated
+    with the same policy options and policy domain)."""
     rows: dict[str, dict] = {}
     for label, result in labelled:
-        options = result.get('policy_options', {})
+        setting = {key: result[key] for key in ('policy_options', 'policy_domain')
+                   if result.get(key)}
         row = rows.setdefault(label, {'policy': label, 'kind': result['kind'], 'runs': [],
-                                      'paths': [], **({'policy_options': options}
-                                                      if options else {})})
-        if row.get('policy_options', {}) != options:
-            raise ValueError(f'label {label!r} would pool runs with policy options '
-                             f'{row.get("policy_options", {})} and {options}; give them '
-                             'different labels')
+                                      'paths': [], **setting})
+        row_setting = {key: row[key] for key in ('policy_options', 'policy_domain')
+                       if key in row}
+        if row_setting != setting:
+            raise ValueError(f'label {label!r} would pool runs evaluated with '
+                             f'{row_setting or "no options"} and {setting or "no options"}; '
+                             'give them different labels')
         row['runs'] += result['runs']
         row['paths'] += result.get('paths', [result['policy']])
     for row in rows.values():
@@ -250,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--policy-option', action='append', default=[], metavar='KEY=VALUE',
                         help="replace a field of every policy's config for this evaluation, "
                              'e.g. gripper_release=0.5 for an mbs planner (repeatable)')
+    parser.add_argument('--policy-domain', default=None, choices=['sim', 'real'],
+                        help="the domain a domain-conditioned policy (l4s_bc) is told it is "
+                             "in; default: the env's --domain (an ablation: real frames, "
+                             'sim behaviour)')
     parser.add_argument('--episodes', type=int, default=50)
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
     parser.add_argument('--camera', default=None, help="default: the policy's camera")

@@ -187,7 +187,8 @@ def test_policy_options_replace_config_fields_for_the_evaluation(tmp_path, capsy
     # one label never pools runs evaluated with different policy options
     assert main(['evaluate', f'fine={path}', '--task', 'Reach', '--episodes', '1', '--seeds',
                  '0', '--merge', str(out)]) == 2
-    assert "label 'fine' would pool runs with policy options" in capsys.readouterr().err
+    assert "label 'fine' would pool runs evaluated with {'policy_options'" in \
+        capsys.readouterr().err
 
 
 def _row(label, rates, episodes=100):
@@ -230,3 +231,43 @@ def test_compare_reports_the_difference_of_labelled_rows(tmp_path, capsys):
     assert comparison['policy'] == 'pretrained' and comparison['low'] > 0.1
     assert main(['evaluate', '--merge', str(table), '--compare', 'baseline', 'typo']) == 2
     assert "no row labelled 'typo'; the rows are baseline, pretrained" in capsys.readouterr().err
+
+
+class _RecordingEmbedder(_FixedEmbedder):
+    def __init__(self):
+        self.sentences = []
+
+    def embed(self, sentences):
+        self.sentences += list(sentences)
+        return super().embed(sentences)
+
+
+def test_the_policy_is_told_the_domain_it_is_evaluated_under():
+    embedder = _RecordingEmbedder()
+    l4s = L4SBCPolicy(L4SBCConfig(image_size=32, hidden_dims=(16,)), embedder=embedder)
+    evaluate(l4s, _factory(steps=2, domain='real'), episodes=1, domain='sim')
+    assert embedder.sentences and all(s.startswith('Simulation: ') for s in embedder.sentences)
+    embedder.sentences.clear()
+    evaluate(l4s, _factory(steps=2, domain='real'), episodes=1, domain='real')
+    assert embedder.sentences and all(s.startswith('Real: ') for s in embedder.sentences)
+
+
+def test_policy_domain_is_recorded_and_kept_apart_when_pooling(tmp_path, capsys):
+    import json
+
+    from embodied_vision.cli import main
+    path = L4SBCPolicy(L4SBCConfig(image_size=32, hidden_dims=(16,)),
+                       embedder=_FixedEmbedder()).save_pretrained(tmp_path / 'l4s')
+    told_sim, plain = tmp_path / 'told_sim.json', tmp_path / 'plain.json'
+    common = ['--task', 'Reach', '--domain', 'real', '--episodes', '1', '--seeds', '0']
+    assert main(['evaluate', f'l4s={path}', *common, '--policy-domain', 'sim',
+                 '--json', str(told_sim)]) == 0
+    (row,) = json.loads(told_sim.read_text())['results']
+    assert row['policy_domain'] == 'sim' and len(row['runs']) == 1
+    assert main(['evaluate', f'l4s={path}', *common, '--policy-domain', 'real',
+                 '--json', str(plain)]) == 0
+    assert 'policy_domain' not in json.loads(plain.read_text())['results'][0]
+    capsys.readouterr()
+    assert main(['evaluate', '--merge', str(told_sim), str(plain)]) == 2
+    assert "label 'l4s' would pool runs evaluated with {'policy_domain': 'sim'}" in \
+        capsys.readouterr().err
