@@ -131,7 +131,7 @@ clean:
 
 # Long run: the Lang4Sim2Real table. Many sim demos of three tasks, a few real-domain demos
 # of the target task (L4S_TARGET, default PickPlace); five arms x training seeds, evaluated in
-# the real domain:
+# the real domain, with each pretraining arm's difference to (c) and (d) and its 95% interval:
 # (a) language regression pretraining, (b) language distance pretraining, (c) no pretraining,
 # target demos only, (d) no pretraining, sim + target, (e) domain-randomised sim + target.
 # Smoke-size it with e.g. `make eval-lang4sim2real L4S_SIM=1 L4S_REAL=1 L4S_SIZE=32
@@ -192,6 +192,7 @@ eval-lang4sim2real: $(STAMP)
 		lang_distance=$(L4S_RUN)/distance_$(s)/policy target_only=$(L4S_RUN)/target_only_$(s)/policy \
 		sim_target=$(L4S_RUN)/sim_target_$(s)/policy domain_rand=$(L4S_RUN)/domain_rand_$(s)/policy) \
 		--task $(L4S_TARGET) --domain real --episodes $(EVAL_EPISODES) --seeds 0 \
+		$(foreach a,lang_regression lang_distance,$(foreach b,target_only sim_target,--compare $(b) $(a))) \
 		--plot $(L4S_RUN)/table.png --json $(L4S_RUN)/table.json
 	$(CLI) pipeline launch/config/lang4sim2real.yaml --episodes $(L4S_LOOP_EPISODES) \
 		--set policy_node.policy_path=$(L4S_RUN)/distance_$(firstword $(L4S_SEEDS))/policy \
