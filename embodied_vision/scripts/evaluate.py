@@ -90,6 +90,9 @@ def evaluate_policy_path(path: str, args) -> dict:
     camera = args.camera or getattr(config, 'camera', None) or default_camera
     size = args.size or getattr(config, 'image_size', None) or 128
     policy_domain = getattr(args, 'policy_domain', None) or args.domain
+    if policy_domain != args.domain and getattr(policy, 'name', '') != 'l4s_bc':
+        raise ValueError(f'--policy-domain: {path} is a {getattr(policy, "name", "policy")!r} '
+                         'policy, which is not told its domain (only l4s_bc is)')
 
     def make_env():
         return gym.make(f'embodied_vision/{args.task}-v0', cameras=(camera,), image_size=size,

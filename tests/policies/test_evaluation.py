@@ -271,3 +271,6 @@ def test_policy_domain_is_recorded_and_kept_apart_when_pooling(tmp_path, capsys)
     assert main(['evaluate', '--merge', str(told_sim), str(plain)]) == 2
     assert "label 'l4s' would pool runs evaluated with {'policy_domain': 'sim'}" in \
         capsys.readouterr().err
+    # a policy that is not told its domain is refused rather than silently evaluated
+    assert main(['evaluate', 'scripted_expert', *common, '--policy-domain', 'sim']) == 2
+    assert "'scripted_expert' policy, which is not told its domain" in capsys.readouterr().err
