@@ -119,20 +119,22 @@ def evaluate_policy_path(path: str, args) -> dict:
             'mean': float(np.mean(rates)), 'std': float(np.std(rates))}
 
 
+def _setting(result: dict) -> dict:
+    """What a row was evaluated with besides the policy: its policy options and domain."""
+    return {key: result[key] for key in ('policy_options', 'policy_domain') if result.get(key)}
+
+
 def _pooled(labelled: list[tuple[str, dict]]) -> list[dict]:
     """One row per label: runs of every policy with that label pooled (only runs evaluated
     with the same policy options and policy domain)."""
     rows: dict[str, dict] = {}
     for label, result in labelled:
-        setting = {key: result[key] for key in ('policy_options', 'policy_domain')
-                   if result.get(key)}
+        setting = _setting(result)
         row = rows.setdefault(label, {'policy': label, 'kind': result['kind'], 'runs': [],
                                       'paths': [], **setting})
-        row_setting = {key: row[key] for key in ('policy_options', 'policy_domain')
-                       if key in row}
-        if row_setting != setting:
+        if _setting(row) != setting:
             raise ValueError(f'label {label!r} would pool runs evaluated with '
-                             f'{row_setting or "no options"} and {setting or "no options"}; '
+                             f'{_setting(row) or "no options"} and {setting or "no options"}; '
                              'give them different labels')
         row['runs'] += result['runs']
         row['paths'] += result.get('paths', [result['policy']])
@@ -310,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         per_seed = ' '.join(f'{run["success_rate"]:.0%}' for run in r['runs'])
         print(f'{r["policy"]:<40} {r["kind"]:<16} {r["mean"]:>8.1%} {r["std"]:>7.1%}  '
               f'{per_seed}')
+    runs = {r['policy']: len(r['runs']) for r in results}
     for c in comparisons:
-        runs = {r['policy']: len(r['runs']) for r in results}
         print(f'{c["policy"]} ({runs[c["policy"]]} runs) - {c["baseline"]} '
               f'({runs[c["baseline"]]} runs): {100 * c["difference"]:+.1f} points, 95% interval '
               f'[{100 * c["low"]:+.1f}, {100 * c["high"]:+.1f}], ahead in '
