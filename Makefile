@@ -16,7 +16,7 @@ export PYOPENGL_PLATFORM ?= egl
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 .PHONY: demo test lint test-long test-gpu bench install system-deps lock clean eval-mbs \
-	eval-lang4sim2real
+	eval-lang4sim2real machine-info test-portability
 
 # Closed loop sim_node + encoder_node + policy_node in one process, then the encoder report.
 demo: $(STAMP)
@@ -28,6 +28,19 @@ test: $(STAMP) lint
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# The CPU, its ISA, the kernels PyTorch picked and the numeric libraries' versions.
+machine-info: $(STAMP)
+	@$(PY) tests/machine_info.py
+
+# The whole suite three times, one line per run: as is; on lower kernels
+# (ATEN_CPU_CAPABILITY one level down, ONEDNN_MAX_CPU_ISA=AVX2); with every core busy
+# (stress-ng). Not part of `make test` (three times as long).
+test-portability: $(STAMP)
+	@command -v stress-ng >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; \
+		then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq stress-ng; \
+		else echo "test-portability needs stress-ng: sudo apt-get install stress-ng"; exit 1; fi; }
+	$(PY) tests/portability.py $(PYTEST_ARGS)
 
 # Long training / evaluation runs (not part of `make test`).
 test-long: $(STAMP)

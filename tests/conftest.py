@@ -16,14 +16,21 @@ def pytest_configure(config):
 @pytest.fixture(scope='session', autouse=True)
 def private_compile_cache(tmp_path_factory):
     """Artefacts compiled by tests (e.g. a node switched to onnxruntime) stay out of the
-    user's `~/.cache/embodied_vision/compiled`, where nothing would ever reuse them."""
-    previous = os.environ.get('EMBODIED_VISION_CACHE')
-    os.environ['EMBODIED_VISION_CACHE'] = str(tmp_path_factory.mktemp('compile_cache'))
+    user's `~/.cache/embodied_vision/compiled`, where nothing would ever reuse them.
+
+    Inductor's kernel cache is private to the session too: torch 2.14 reuses C++ kernels
+    built under another `ATEN_CPU_CAPABILITY` / `ONEDNN_MAX_CPU_ISA` (they gave NaN or
+    crashed when `make test-portability` changed the ISA between runs)."""
+    names = ('EMBODIED_VISION_CACHE', 'TORCHINDUCTOR_CACHE_DIR')
+    previous = {name: os.environ.get(name) for name in names}
+    for name in names:
+        os.environ[name] = str(tmp_path_factory.mktemp(name.lower()))
     yield
-    if previous is None:
-        os.environ.pop('EMBODIED_VISION_CACHE', None)
-    else:
-        os.environ['EMBODIED_VISION_CACHE'] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

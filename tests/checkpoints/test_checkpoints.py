@@ -3,6 +3,7 @@
 The reference for every layout is an independently built torchvision ResNet holding the same
 weights, with R3M's preprocessing (x / 255, ImageNet mean/std) applied by hand.
 """
+import copy
 import warnings
 
 import pytest
@@ -18,6 +19,7 @@ from embodied_vision.checkpoints import (
 from embodied_vision.encoders import create_encoder
 from embodied_vision.encoders.r3m_resnet import IMAGENET_MEAN, IMAGENET_STD
 from tests.conftest import TINY
+from tests.numerics import assert_fp32_close
 
 
 def _random_torchvision(depth: int, seed: int = 0) -> torch.nn.Module:
@@ -35,12 +37,27 @@ def _random_torchvision(depth: int, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def _reference_embedding(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _reference_embedding(model: torch.nn.Module, x: torch.Tensor,
+                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
     trunk = torch.nn.Sequential(*list(model.children())[:-1])  # drop fc
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    if dtype != torch.float32:
+        trunk = copy.deepcopy(trunk).to(dtype)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=dtype).view(1, 3, 1, 1)
     with torch.inference_mode():
-        return trunk((x.float() / 255.0 - mean) / std).flatten(1)
+        return trunk((x.to(dtype) / 255.0 - mean) / std).flatten(1)
+
+
+def _assert_same_embedding(ours: torch.Tensor, reference: torch.nn.Module) -> None:
+    """Our encoder and the torchvision reference are other kernels (our normalisation is one
+    fused multiply-add): both fp32 results are held to the float64 reference, then to each
+    other."""
+    theirs = _reference_embedding(reference, FRAMES)
+    exact = _reference_embedding(reference, FRAMES, torch.float64)
+    trunk = list(reference.children())[:-1]  # the layers that made the embedding (no fc)
+    assert_fp32_close(ours, exact, trunk, exact=True, what='ours vs float64')
+    assert_fp32_close(theirs, exact, trunk, exact=True, what='torchvision vs float64')
+    assert_fp32_close(ours, theirs, trunk, what='ours vs torchvision')
 
 
 def _r3m_file(path, model: torch.nn.Module) -> None:
@@ -64,8 +81,7 @@ def test_official_r3m_layout_matches_torchvision_reference(tmp_path, depth):
     assert read_checkpoint(tmp_path / 'model.pt')[0] == 'r3m'
     encoder = create_encoder(f'r3m_resnet{depth}', checkpoint=tmp_path / 'model.pt')
     with torch.inference_mode():
-        torch.testing.assert_close(encoder(FRAMES), _reference_embedding(reference, FRAMES),
-                                   rtol=1e-4, atol=1e-4)
+        _assert_same_embedding(encoder(FRAMES), reference)
 
 
 @pytest.mark.parametrize('wrap', ['plain', 'state_dict', 'module_prefix'])
@@ -79,8 +95,7 @@ def test_torchvision_state_dicts_load(tmp_path, wrap):
     torch.save(state, tmp_path / 'resnet18.pth')
     encoder = create_encoder('r3m_resnet18.tv_in1k', checkpoint=tmp_path / 'resnet18.pth')
     with torch.inference_mode():
-        torch.testing.assert_close(encoder(FRAMES), _reference_embedding(reference, FRAMES),
-                                   rtol=1e-4, atol=1e-4)
+        _assert_same_embedding(encoder(FRAMES), reference)
 
 
 def test_timm_state_dict_loads(tmp_path):
@@ -94,7 +109,16 @@ def test_timm_state_dict_loads(tmp_path):
     with torch.inference_mode():
         expected = model.forward_head(model.forward_features((FRAMES / 255 - mean) / std),
                                       pre_logits=True)
-        torch.testing.assert_close(encoder(FRAMES), expected, rtol=1e-4, atol=1e-4)
+        exact_model = copy.deepcopy(model).double()
+        mean64 = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+        std64 = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
+        exact = exact_model.forward_head(exact_model.forward_features(
+            (FRAMES.double() / 255 - mean64) / std64), pre_logits=True)
+        ours = encoder(FRAMES)
+    trunk = [m for name, m in model.named_children() if name != 'fc']  # pre_logits: no fc
+    assert_fp32_close(ours, exact, trunk, exact=True, what='ours vs float64')
+    assert_fp32_close(expected, exact, trunk, exact=True, what='timm vs float64')
+    assert_fp32_close(ours, expected, trunk, what='ours vs timm')
 
 
 def test_own_format_round_trip(tmp_path):

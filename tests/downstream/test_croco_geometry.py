@@ -1,4 +1,5 @@
 """PairGeometryModel: shapes, rotations, hooks, save/load, backbone checkpoints, export."""
+import copy
 import json
 
 import pytest
@@ -17,6 +18,7 @@ from embodied_vision.downstream import (
 )
 from embodied_vision.encoders import create_encoder
 from embodied_vision.utils import is_available
+from tests.numerics import assert_fp32_close
 
 TINY = {'enc_embed_dim': 32, 'enc_depth': 2, 'enc_num_heads': 2, 'img_size': 32,
         'dec_embed_dim': 32, 'dec_depth': 2, 'dec_num_heads': 2}
@@ -178,12 +180,16 @@ def test_torch_export_with_dynamic_batch_matches_eager():
     program = torch.export.export(model, model.example_inputs(2, SIZE),
                                   dynamic_shapes=model.dynamic_shapes(1, 8), strict=False)
     module = program.module()
+    exact_model = copy.deepcopy(model).double()
     generator = torch.Generator().manual_seed(1)
     for batch in (1, 5):
         (pair,) = model.example_inputs(batch, SIZE, generator=generator)
         with torch.inference_mode():
-            for got, expected in zip(module(pair), model(pair)):
-                torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+            outputs = zip(('depth', 'pose'), module(pair), model(pair), exact_model(pair.double()))
+        for name, got, expected, exact in outputs:
+            assert_fp32_close(got, exact, model, exact=True, what=f'exported {name} vs float64')
+            assert_fp32_close(expected, exact, model, exact=True, what=f'eager {name} vs float64')
+            assert_fp32_close(got, expected, model, what=f'exported vs eager {name}')
 
 
 @pytest.mark.skipif(not (is_available('onnxruntime') and is_available('onnxscript')),
@@ -194,11 +200,13 @@ def test_onnxruntime_matches_eager(tmp_path):
     path = export_pair_geometry_onnx(model, tmp_path / 'geometry.onnx', SIZE, max_batch=8)
     session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
     assert [o.name for o in session.get_outputs()] == ['depth', 'pose']
+    exact_model = copy.deepcopy(model).double()
     for batch in (1, 3):
         (pair,) = model.example_inputs(batch, SIZE, generator=torch.Generator().manual_seed(2))
         depth, pose = session.run(None, {'pair': pair.numpy()})
         with torch.inference_mode():
-            expected_depth, expected_pose = model(pair)
-        torch.testing.assert_close(torch.from_numpy(depth), expected_depth, rtol=1e-4,
-                                   atol=1e-4)
-        torch.testing.assert_close(torch.from_numpy(pose), expected_pose, rtol=1e-4, atol=1e-4)
+            expected, exact = model(pair), exact_model(pair.double())
+        for name, got, want, truth in zip(('depth', 'pose'), (depth, pose), expected, exact):
+            assert_fp32_close(got, truth, model, exact=True, what=f'onnxruntime {name} vs float64')
+            assert_fp32_close(want, truth, model, exact=True, what=f'eager {name} vs float64')
+            assert_fp32_close(got, want, model, what=f'onnxruntime vs eager {name}')

@@ -5,6 +5,7 @@ import torch
 from embodied_vision.deploy import export_encoder
 from embodied_vision.encoders import Encoder, create_encoder, list_encoders
 from tests.conftest import TINY
+from tests.numerics import assert_fp32_close
 
 ENCODERS = list_encoders()
 
@@ -47,4 +48,5 @@ def test_torch_export_with_dynamic_batch(encoder):
     for batch in (1, 5):
         inputs = encoder.example_inputs(batch_size=batch, size=TINY)
         with torch.inference_mode():
-            torch.testing.assert_close(module(*inputs), encoder(*inputs), rtol=1e-4, atol=1e-5)
+            assert_fp32_close(module(*inputs), encoder(*inputs), encoder,
+                              what='exported vs eager')

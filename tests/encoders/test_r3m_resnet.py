@@ -1,4 +1,6 @@
 """R3M semantics: 0-255 input normalised inside the model, embedding sizes, input errors."""
+import copy
+
 import pytest
 import torch
 import torchvision
@@ -6,6 +8,7 @@ import torchvision
 from embodied_vision.encoders import create_encoder
 from embodied_vision.encoders.r3m_resnet import IMAGENET_MEAN, IMAGENET_STD
 from tests.conftest import TINY
+from tests.numerics import assert_fp32_close
 
 
 @pytest.mark.parametrize('name,dim', [('r3m_resnet18', 512), ('r3m_resnet34', 512),
@@ -48,11 +51,16 @@ def test_same_as_torchvision_resnet_with_identity_fc():
     encoder.trunk.load_state_dict(
         {k: v for k, v in reference.state_dict().items() if not k.startswith('fc.')})
     x = torch.rand(2, 3, *TINY) * 255
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
     with torch.inference_mode():
-        torch.testing.assert_close(encoder(x), reference((x / 255 - mean) / std),
-                                   rtol=1e-4, atol=1e-5)
+        ours = encoder(x)
+        theirs = reference((x / 255 - mean.float()) / std.float())
+        exact = copy.deepcopy(reference).double()((x.double() / 255 - mean) / std)
+    # Both fp32 paths against the float64 truth, then against each other.
+    assert_fp32_close(ours, exact, reference, exact=True, what='ours vs float64')
+    assert_fp32_close(theirs, exact, reference, exact=True, what='torchvision vs float64')
+    assert_fp32_close(ours, theirs, reference, what='ours vs torchvision')
 
 
 @pytest.mark.parametrize('bad,match', [

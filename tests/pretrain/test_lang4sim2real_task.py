@@ -11,7 +11,8 @@ from embodied_vision.pretrain.lang4sim2real import (  # noqa: E402
     stage_retrieval,
 )
 from embodied_vision.sim.collect import main as collect  # noqa: E402
-from embodied_vision.training import MetricsLogger, Trainer, TrainerConfig  # noqa: E402
+from embodied_vision.training import Trainer, TrainerConfig  # noqa: E402
+from tests.learning import assert_learned  # noqa: E402
 
 
 @pytest.fixture(scope='module')
@@ -26,16 +27,38 @@ def episodes(tmp_path_factory):
     return paths
 
 
+def _training_objective(task) -> float:
+    """The objective over every training frame, eval mode, no augmentation: deterministic,
+    unlike the logged per-batch losses."""
+    from embodied_vision.pretrain.language_alignment import (
+        language_distance_loss,
+        language_regression_loss,
+    )
+    train, model = task.train_dataset(), task.model.eval()
+    with torch.no_grad():
+        f_sim, h_sim, t_sim = task._embed(model, train.a)
+        f_real, h_real, t_real = task._embed(model, train.b)
+    if task.objective == 'regression':
+        return language_regression_loss([h_sim, h_real], [task.sentences[t_sim],
+                                                           task.sentences[t_real]]).item()
+    return language_distance_loss(f_sim, f_real, task.target_similarity(t_sim, t_real),
+                                  task.loss_scale).item()
+
+
 @pytest.mark.parametrize('objective', ['distance', 'regression'])
 def test_pretraining_lowers_the_loss_and_exports_the_encoder(episodes, tmp_path, objective):
+    torch.manual_seed(0)  # the encoder's initialisation, whatever ran before
     task = LanguagePretrainTask([episodes['sim']], [episodes['real']], objective=objective,
                                 image_size=32, pad=2, val_fraction=0.34)
     assert len(task.texts) >= 4  # several stages of the pick-and-place expert
+    untrained = _training_objective(task)
     config = TrainerConfig(out_dir=str(tmp_path), max_steps=60, batch_size=16, device='cpu',
                            progress=False, log_every=4, checkpoint_every=0)
     summary = Trainer(config, task, lambda p: torch.optim.Adam(p, lr=3e-3)).fit()
-    losses = MetricsLogger(tmp_path / 'metrics.csv', resume_step=10**9).series('loss')[1]
-    assert sum(losses[-3:]) / 3 < 0.6 * sum(losses[:2]) / 2
+    # 60 steps fit the training frames to 0.06-0.42 (distance) and 0.26-0.43 (regression)
+    # of the untrained objective over seeds 0-4 with AVX-512 and with default kernels. (The
+    # held-out frames show objects the training frames never do, so they cannot test this.)
+    assert_learned(_training_objective(task) / untrained, 0.7, 'training-frame objective')
     final = summary['final']
     shared = ({task.sim_val[i]['stage_text'] for i in range(len(task.sim_val))}
               & {task.real_val[i]['stage_text'] for i in range(len(task.real_val))})
