@@ -1,8 +1,15 @@
 """A seeded, resumable, rank-sharded random sampler over an index range.
 
 Epoch e is a permutation drawn from `seed + e`; with several processes (torchrun), each rank
-takes every world_size-th index of it. `state_dict()` records the position, so a resumed run
-continues with exactly the batches the interrupted run would have seen.
+takes every world_size-th index of it. The stream is a pure function of how many indices
+came before, so a position is one number: `state_after(consumed)` gives the state once
+`consumed` indices of the current iteration have been *used by training*. That is what a
+checkpoint must record: DataLoader workers prefetch (`prefetch_factor x num_workers`
+batches), so the sampler itself runs ahead of training by an amount that depends on timing.
+
+torchdata's `StatefulDataLoader` solves the general case (any sampler) by snapshotting the
+sampler's state and replaying the batches fetched since the snapshot on resume; a stream
+that is a function of its position needs neither the snapshots nor the replay.
 """
 from collections.abc import Iterator
 
@@ -21,26 +28,27 @@ class ResumableSampler(Sampler[int]):
         if not 0 <= rank < world_size:
             raise ValueError(f'rank {rank} is outside world size {world_size}')
         self.size, self.seed, self.rank, self.world_size = size, seed, rank, world_size
-        self.epoch = 0
-        self.position = 0  # indices of this rank already yielded in the current epoch
+        self.epoch_length = len(range(rank, size, world_size))  # indices of this rank
+        self.start = 0  # indices of this rank before the first one an iteration yields
 
-    def _epoch_indices(self) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+    def _epoch_indices(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed + epoch)
         order = torch.randperm(self.size, generator=generator)
         return order[self.rank::self.world_size].tolist()
 
     def __iter__(self) -> Iterator[int]:
+        epoch, position = divmod(self.start, self.epoch_length)
         while True:
-            indices = self._epoch_indices()
-            while self.position < len(indices):
-                index = indices[self.position]
-                self.position += 1
-                yield index
-            self.epoch += 1
-            self.position = 0
+            yield from self._epoch_indices(epoch)[position:]
+            epoch, position = epoch + 1, 0
 
-    def state_dict(self) -> dict:
-        return {'epoch': self.epoch, 'position': self.position}
+    def state_after(self, consumed: int) -> dict:
+        """`{'epoch', 'position'}` once `consumed` indices of an iteration have been used."""
+        if consumed < 0:
+            raise ValueError(f'consumed must be >= 0, got {consumed}')
+        epoch, position = divmod(self.start + consumed, self.epoch_length)
+        return {'epoch': epoch, 'position': position}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.position = int(state['epoch']), int(state['position'])
+        """Start the next iteration at `state` (from `state_after`)."""
+        self.start = int(state['epoch']) * self.epoch_length + int(state['position'])

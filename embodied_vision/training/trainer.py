@@ -143,14 +143,14 @@ class Trainer:
         self.best: dict | None = None  # step, value and evaluation of best.pt
 
     # ------------------------------------------------------------------ checkpoints
-    def _save(self, model, optimizer, scheduler, sampler, step: int) -> None:
+    def _save(self, model, optimizer, scheduler, sampler_state: dict, step: int) -> None:
         if not self.dist.is_main:
             return
         state = {
             'step': step, 'model': _unwrap(model).state_dict(),
             'optimizer': optimizer.state_dict(),
             'scheduler': scheduler.state_dict() if scheduler is not None else None,
-            'sampler': sampler.state_dict(), 'torch_rng': torch.get_rng_state(),
+            'sampler': sampler_state, 'torch_rng': torch.get_rng_state(),
             'config': asdict(self.config), 'best': self.best,
         }
         _atomic_save(state, self.checkpoint_path)
@@ -225,9 +225,11 @@ class Trainer:
                    disable=not (config.progress and self.dist.is_main))
         batches = iter(loader)
         step, bad_in_a_row, skipped, begin = start, 0, 0, time.perf_counter()
+        consumed = 0  # samples training has taken from `batches` (workers prefetch more)
         model.train()
         while step < config.max_steps:
             batch = _to_device(next(batches), self.device)
+            consumed += config.batch_size
             loss, logs = task.loss(train_model, batch)
             if not torch.isfinite(loss):
                 bad_in_a_row += 1
@@ -259,9 +261,9 @@ class Trainer:
             if config.eval_every and step % config.eval_every == 0 and step < config.max_steps:
                 self._evaluate(model, step, metrics)
             if config.checkpoint_every and step % config.checkpoint_every == 0:
-                self._save(model, optimizer, scheduler, sampler, step)
+                self._save(model, optimizer, scheduler, sampler.state_after(consumed), step)
         bar.close()
-        self._save(model, optimizer, scheduler, sampler, step)
+        self._save(model, optimizer, scheduler, sampler.state_after(consumed), step)
         if not self.dist.is_main:
             return {}
         final = self._evaluate(model, step, metrics)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from embodied_vision.training import MetricsLogger, ResumableSampler, Trainer, TrainerConfig
-from tests.training.toy_task import ToyRegression
+from tests.learning import assert_learned
+from tests.training.toy_task import IndexedToyRegression, ToyRegression
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,7 +27,7 @@ def _config(tmp_path, **kw):
 def test_loss_falls_and_outputs_are_written(tmp_path):
     task = ToyRegression()
     summary = Trainer(_config(tmp_path), task, _sgd).fit()
-    assert summary['final']['eval/mse'] < 0.01 * task.y.var().item()
+    assert_learned(summary['final']['eval/mse'] / task.y.var().item(), 0.01, 'mse / variance')
     for name in ('metrics.csv', 'summary.json', 'metrics.png', 'final.pt',
                  'checkpoints/last.pt'):
         assert (tmp_path / name).exists(), name
@@ -45,15 +46,37 @@ def test_resuming_a_run_of_another_model_names_the_checkpoint(tmp_path):
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
-    straight = ToyRegression()
+    straight = _seeded(ToyRegression)
     Trainer(_config(tmp_path / 'a', max_steps=50), straight, _sgd).fit()
-    interrupted = ToyRegression()
+    interrupted = _seeded(ToyRegression)
     Trainer(_config(tmp_path / 'b', max_steps=20), interrupted, _sgd).fit()
-    resumed = ToyRegression()  # a fresh process would rebuild the task from scratch
+    resumed = _seeded(ToyRegression)  # a fresh process would rebuild the task from scratch
     Trainer(_config(tmp_path / 'b', max_steps=50), resumed, _sgd).fit()
     torch.testing.assert_close(resumed.model.weight, straight.model.weight)
     rows = MetricsLogger(tmp_path / 'b' / 'metrics.csv', resume_step=10**9).series('loss')[0]
     assert rows == sorted(set(rows))  # no duplicated steps after the resume
+
+
+def _seeded(task_class, **kwargs):
+    torch.manual_seed(0)  # the same initial weights, as a fresh process would build
+    return task_class(**kwargs)
+
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_a_resumed_run_continues_with_the_next_unseen_sample(tmp_path, workers):
+    # DataLoader workers prefetch ahead of training: the checkpoint must record what training
+    # consumed, not what the sampler has handed out.
+    config = dict(batch_size=4, num_workers=workers, checkpoint_every=0, eval_every=0)
+    straight = _seeded(IndexedToyRegression, n=24)
+    Trainer(_config(tmp_path / 'a', max_steps=10, **config), straight, _sgd).fit()
+    interrupted = _seeded(IndexedToyRegression, n=24)
+    Trainer(_config(tmp_path / 'b', max_steps=4, **config), interrupted, _sgd).fit()
+    state = torch.load(tmp_path / 'b' / 'checkpoints' / 'last.pt', weights_only=True)
+    assert state['sampler'] == {'epoch': 0, 'position': 16}  # 4 steps x 4 samples
+    resumed = _seeded(IndexedToyRegression, n=24)
+    Trainer(_config(tmp_path / 'b', max_steps=10, **config), resumed, _sgd).fit()
+    assert interrupted.seen + resumed.seen == straight.seen
+    torch.testing.assert_close(resumed.model.weight, straight.model.weight)
 
 
 def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path):
@@ -76,8 +99,11 @@ def test_sampler_is_seeded_sharded_and_resumable():
     sampler = ResumableSampler(10, seed=3)
     head = take(sampler, 13)
     resumed = ResumableSampler(10, seed=3)
-    resumed.load_state_dict(sampler.state_dict())
+    resumed.load_state_dict(sampler.state_after(13))
     assert head + take(resumed, 12) == full
+    again = ResumableSampler(10, seed=3)  # a second resume counts from the first one's start
+    again.load_state_dict(resumed.state_after(4))
+    assert take(again, 8) == full[17:]
     shards = [take(ResumableSampler(10, seed=3, rank=r, world_size=2), 5) for r in (0, 1)]
     assert sorted(shards[0] + shards[1]) == list(range(10))
     with pytest.raises(ValueError, match='empty dataset'):

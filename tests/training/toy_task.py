@@ -30,3 +30,19 @@ class ToyRegression:
 
     def export(self, model, out_dir):
         torch.save(model.state_dict(), out_dir / 'final.pt')
+
+
+class IndexedToyRegression(ToyRegression):
+    """ToyRegression whose batches carry their sample indices, recorded in `seen`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seen: list[int] = []
+
+    def train_dataset(self):
+        return TensorDataset(self.x, self.y, torch.arange(len(self.x)))
+
+    def loss(self, model, batch):
+        x, y, index = batch
+        self.seen += index.tolist()
+        return super().loss(model, (x, y))
