@@ -72,10 +72,13 @@ def _cmd_list(args) -> int:
 
 
 def _build(args):
+    import torch
+
     from embodied_vision import create_encoder, deploy
     encoder = create_encoder(args.encoder, checkpoint=args.checkpoint)
     compiled = deploy.compile(encoder, args.backend, device=args.device,
-                              input_size=_size(args, encoder), max_batch=args.batch_size)
+                              input_size=_size(args, encoder), input_dtype=torch.uint8,
+                              max_batch=args.batch_size)
     return encoder, compiled
 
 

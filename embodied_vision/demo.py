@@ -64,7 +64,7 @@ def run_demo(out: Path, encoder: str = 'r3m_resnet18', checkpoint: str | None = 
     weights = checkpoint or 'random init (pass --checkpoint for official weights)'
     print(f'[demo] {len(frames)} frames from {source} -> {frames_dir}')
     print(f'[demo] encoder {model.name} ({model.embed_dim}-d), weights: {weights}')
-    runtime = deploy.compile(model, 'auto', device='cpu')
+    runtime = deploy.compile(model, 'auto', device='cpu', input_dtype=torch.uint8)
     print(f'[demo] runtime {runtime.backend}: built in {runtime.build_seconds:.1f} s, '
           f'parity vs eager: {runtime.parity}')
     batch = to_batch(frames, model.input_contract.default_size)

@@ -91,6 +91,7 @@ def replay(bag: str | Path, topic: str, encoder: str = 'r3m_resnet18',
            storage: str = 'mcap', batch_size: int = 8) -> dict:
     """Embed every image of `topic`; returns counts and the output paths."""
     from rosbags.highlevel import AnyReader
+    import torch
 
     from embodied_vision import create_encoder, deploy
     from embodied_vision.data.images import to_batch
@@ -101,7 +102,7 @@ def replay(bag: str | Path, topic: str, encoder: str = 'r3m_resnet18',
     model = create_encoder(encoder, checkpoint=checkpoint)
     size = tuple(size or model.input_contract.default_size)
     compiled = deploy.compile(model, backend, device=device or 'cpu', input_size=size,
-                              max_batch=max(batch_size, 4))
+                              input_dtype=torch.uint8, max_batch=max(batch_size, 4))
     msgs = _Messages()
     writer = connection = None
     embeddings, stamps, log_times, skipped = [], [], [], []

@@ -113,6 +113,7 @@ class EncoderNode(ManagedNode):
         self._publisher = None
         self._subscription = None
         self._device = None
+        self.configure_error = ''  # why the last configure failed, also in diagnostics
         self._worker = NewestItemWorker(self, self.process, 'encoder_worker')
         super().__init__(node_name, **kwargs)
 
@@ -132,9 +133,11 @@ class EncoderNode(ManagedNode):
         try:
             self._build_model()
         except Exception as err:  # any load/compile failure: report it, stay unconfigured
-            self.get_logger().error(f'configure failed: {type(err).__name__}: {err}')
+            self.configure_error = f'{type(err).__name__}: {err}'
+            self.get_logger().error(f'configure failed: {self.configure_error}')
             self.model = None
             return TransitionCallbackReturn.FAILURE
+        self.configure_error = ''
         self._publisher = self.create_lifecycle_publisher(
             Image, self.param('output_topic'), self.qos('output'))
         return TransitionCallbackReturn.SUCCESS
@@ -158,13 +161,13 @@ class EncoderNode(ManagedNode):
         width, height = self.param('network_image_width'), self.param('network_image_height')
         default = tuple(encoder.input_contract.default_size)
         self.input_size = (height or default[0], width or default[1])
-        encoder.input_contract.check_spatial(self.input_size)
+        self._device = torch.device(device)
         self.model = deploy.compile(
             encoder, backend, device=device, precision=self.param('precision'),
-            input_size=self.input_size, check_parity=self.param('check_parity'),
+            input_size=self.input_size, input_dtype=torch.uint8,
+            check_parity=self.param('check_parity'),
             cache_dir=self.param('engine_cache_dir') or None,
             use_cache=not self.param('force_engine_update'), **options)
-        self._device = torch.device(device)
         if self.model.backend in ('onnxruntime', 'tensorrt') and \
                 self.param('preprocess_threads'):
             torch.set_num_threads(self.param('preprocess_threads'))
@@ -285,7 +288,7 @@ class EncoderNode(ManagedNode):
 
     def diagnostic_values(self) -> dict[str, str]:
         if self.model is None:
-            return {}
+            return {'configure_error': self.configure_error} if self.configure_error else {}
         parity = self.model.parity
         return {'encoder': self.model.name, 'backend': self.model.backend,
                 'device': str(self.model.device), 'precision': self.model.precision,

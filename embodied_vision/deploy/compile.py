@@ -95,6 +95,13 @@ class CompiledEncoder:
         return self.encoder.input_contract
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The encoder's output; raises TypeError/ValueError naming the input contract when
+        the input breaks it (wrong dtype, layout, channels or size), before any runtime
+        sees it."""
+        if not inputs:
+            raise TypeError(f'{self.name} needs an input: {self.input_contract.modality} '
+                            f'tensor(s), see its input_contract')
+        self.encoder.check_input(inputs[0])
         inputs = tuple(x.to(self.device, non_blocking=True) for x in inputs)
         if self.backend == 'tensorrt':  # engines are built for float32 inputs
             inputs = tuple(x.float() for x in inputs)
@@ -115,7 +122,8 @@ def _probe_inputs(encoder, probe_batch: int, size) -> tuple[torch.Tensor, ...]:
 
 def compile(encoder, backend: str = 'auto', *, device: str | None = None,  # noqa: A001
             precision: str = 'fp32', input_size: tuple[int, ...] | None = None,
-            max_batch: int = 32, check_parity: bool = True, atol: float | None = None,
+            input_dtype: torch.dtype | None = None, max_batch: int = 32,
+            check_parity: bool = True, atol: float | None = None,
             rtol: float | None = None, cache_dir: str | Path | None = None,
             use_cache: bool = True, **backend_options) -> CompiledEncoder:
     """Compile `encoder` for `backend` and check it against eager fp32.
@@ -127,6 +135,9 @@ def compile(encoder, backend: str = 'auto', *, device: str | None = None,  # noq
         precision: 'fp32', 'fp16' or 'bf16' (reduced precision needs CUDA).
         input_size: spatial size the artefact is built and checked at (default: the
             encoder's `input_contract.default_size`). The batch axis is dynamic.
+        input_dtype: the dtype the caller will feed (e.g. `torch.uint8` camera frames):
+            checked against the encoder's input contract before anything is built. Every
+            call is checked against the contract in any case.
         max_batch: largest batch the artefact accepts (tensorrt/onnx profiles).
         check_parity: run the probe batch through both and refuse a drifting runtime.
         atol, rtol: override the precision's default tolerance.
@@ -143,6 +154,8 @@ def compile(encoder, backend: str = 'auto', *, device: str | None = None,  # noq
         raise ValueError(f'precision={precision!r} needs a CUDA device; got device={device!r}')
     backend = resolve_backend(backend, device)
     size = tuple(input_size or encoder.input_contract.default_size)
+    if input_dtype is not None:  # the caller's input form, refused before any export
+        encoder.check_input(encoder.example_inputs(1, size)[0].to(input_dtype))
     encoder = encoder.eval()
     reference = encoder.to('cpu')
     # The probe has a batch size other than the export example, so it also checks that the

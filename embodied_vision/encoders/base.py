@@ -55,7 +55,9 @@ class Encoder(nn.Module, metaclass=ABCMeta):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f'{self.name} expects a torch.Tensor, got {type(x).__name__}')
         if x.dtype not in self.input_dtypes:
-            raise TypeError(f'{self.name} expects dtype in {contract.dtypes}, got {x.dtype}')
+            hint = f' ({contract.notes})' if contract.notes else ''
+            raise TypeError(f'{self.name} expects dtype in {contract.dtypes}, got {x.dtype}'
+                            f'{hint}')
         if contract.modality in ('image', 'image_pair', 'voxels'):
             spatial = 2 if contract.modality != 'voxels' else 3
             if x.ndim != 2 + spatial or x.shape[1] != contract.channels:

@@ -54,10 +54,13 @@ def _load(path: str, encoder_name: str | None, checkpoint: str | None,
         _set_policy_options(policy, path, policy_options)
     encoder = None
     if getattr(policy, 'name', '') == 'bc_mlp':
+        import torch
+
         from embodied_vision import create_encoder, deploy
         encoder = deploy.compile(create_encoder(encoder_name or policy.config.encoder_name,
                                                 checkpoint=checkpoint), 'auto',
-                                 input_size=(policy.config.image_size,) * 2)
+                                 input_size=(policy.config.image_size,) * 2,
+                                 input_dtype=torch.uint8)
     return policy, encoder
 
 

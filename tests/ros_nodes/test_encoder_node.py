@@ -156,6 +156,23 @@ def test_bad_checkpoint_fails_configure_cleanly(ros_context, tmp_path):
         node.destroy_node()
 
 
+def test_an_encoder_whose_contract_refuses_camera_frames_fails_configure_by_name(
+        ros_context, tmp_path):
+    # CroCo takes ImageNet-normalised floats; the node feeds uint8 frames. The contract says
+    # so at configure, before any export, instead of torch failing inside a convolution.
+    node = EncoderNode('croco_node', context=ros_context, parameter_overrides=_params(
+        '', encoder_name='croco_v2_vit_base', backend='onnxruntime',
+        engine_cache_dir=str(tmp_path)))
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert node.model is None and list(tmp_path.iterdir()) == []  # nothing exported
+        error = node.diagnostic_values()['configure_error']
+        assert 'TypeError' in error and "expects dtype in ('float32'" in error
+        assert 'torch.uint8' in error and 'ImageNet-normalised' in error
+    finally:
+        node.destroy_node()
+
+
 @pytest.mark.parametrize('shape', [(480, 640, 3), (37, 91, 3)])
 def test_preprocess_is_bit_identical_to_to_batch(encoder_node, shape):
     node, _ = encoder_node
