@@ -235,6 +235,9 @@ GEO_STEREO_CAMS := 'camera_pairs=[[stereo_left,stereo_right]]' camera_pos=0 came
 	max_overlap=1.0 pairs_per_scene=1
 GEO_TRAIN = OMP_NUM_THREADS=$(GEO_THREADS) $(CLI) train trainer.batch_size=32 \
 	trainer.progress=false
+# columns of the final table (held-out metrics of each run's summary.json)
+GEO_TABLE_KEYS := abs_rel delta1 ref_abs_rel rot_err_median_deg rot_err_mean_deg \
+	trans_err_median_deg ref_rot_err_median_deg ref_trans_err_median_deg
 # a downstream head on the pretrained ($$ckpt = the export) or random (null) backbone
 GEO_HEAD_TRAIN = $(GEO_TRAIN) task.backbone_checkpoint=$$ckpt task.backbone_kwargs.img_size=[64,64] \
 	$(addprefix +task.backbone_kwargs.,$(GEO_ARCH)) $(GEO_HEAD) trainer.eval_every=250 \
@@ -264,6 +267,5 @@ eval-croco-geometry: $(STAMP)
 			task.pairs=[$(GEO_RUN)/data/general_train.hdf5] \
 			task.val_pairs=[$(GEO_RUN)/data/general_heldout.hdf5] \
 			trainer.max_steps=$(GEO_POSE_STEPS) || exit 1; done
-	$(PY) -m embodied_vision.downstream.croco_geometry_training $(GEO_RUN)/depth_pretrained \
-		$(GEO_RUN)/depth_random $(GEO_RUN)/pose_pretrained $(GEO_RUN)/pose_random \
-		--json $(GEO_RUN)/table.json
+	$(CLI) runs $(GEO_RUN)/depth_pretrained $(GEO_RUN)/depth_random $(GEO_RUN)/pose_pretrained \
+		$(GEO_RUN)/pose_random --keys $(GEO_TABLE_KEYS) --json $(GEO_RUN)/table.json

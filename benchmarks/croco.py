@@ -30,7 +30,7 @@ from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
 from embodied_vision import create_encoder
-from embodied_vision.encoders.croco import masked_mse_loss, random_mask
+from embodied_vision.layers.masking import masked_mse_loss, random_mask
 
 OFFICIAL_MS = {'encoder b1': 473.0, 'pretrain forward b1': 699.0, 'train step b4': 9600.0}
 

@@ -6,8 +6,8 @@
     >>> fast = ev.deploy.compile(encoder, backend='auto')
 """
 from embodied_vision import deploy
-from embodied_vision.encoders import Encoder, create_encoder, list_encoders
+from embodied_vision.encoders import Encoder, create_encoder, list_encoders, load_encoder
+from embodied_vision.version import __version__
 
-__version__ = '0.1.0'
-
-__all__ = ['Encoder', '__version__', 'create_encoder', 'deploy', 'list_encoders']
+__all__ = ['Encoder', '__version__', 'create_encoder', 'deploy', 'list_encoders',
+           'load_encoder']

@@ -8,7 +8,8 @@
     embodied-vision demo                          the `make demo` job
     embodied-vision collect task=PickPlace ...    record expert episodes (hydra overrides)
     embodied-vision view-pairs n=500 size=72 ...  CroCo view pairs from the sim (overrides)
-    embodied-vision train experiment=NAME ...     train (hydra overrides; resumable)
+    embodied-vision train experiment=NAME ...     train (hydra overrides; resumable; --help)
+    embodied-vision runs RUN... [--keys K...]     final metrics of finished runs, as a table
     embodied-vision pipeline launch/config/demo.yaml   ROS 2 nodes in one process
     embodied-vision replay BAG --encoder NAME ... embeddings of a rosbag2 image topic
     embodied-vision record ...                    sim runs -> rosbag2
@@ -31,7 +32,8 @@ DELEGATED_COMMANDS = {
     'collect': ('embodied_vision.sim.collect:main', 'record expert episodes (key=value ...)'),
     'view-pairs': ('embodied_vision.sim.view_pairs:main',
                    'render overlapping view pairs for CroCo pretraining (key=value ...)'),
-    'train': ('embodied_vision.scripts.train:main', 'train an experiment (key=value ...)'),
+    'train': ('embodied_vision.scripts.train:main',
+              'train an experiment (key=value ...; --help lists experiments and tasks)'),
     'pipeline': ('embodied_vision.ros_nodes.pipeline:main',
                  'run ROS 2 nodes in one process from a launch/config YAML'),
     'replay': ('embodied_vision.ros_nodes.bags:replay_main',
@@ -192,6 +194,18 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_runs(args) -> int:
+    from embodied_vision.training.runs import compare_runs, format_runs_table
+    try:
+        rows = compare_runs(args.runs, args.keys)
+    except FileNotFoundError as err:
+        raise ValueError(str(err)) from None
+    sys.stdout.write(format_runs_table(rows, args.keys))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + '\n')
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from embodied_vision.demo import run_demo
     return run_demo(Path(args.out), encoder=args.encoder, checkpoint=args.checkpoint)
@@ -245,6 +259,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument('--device', default=None)
     p.add_argument('--json', default=None, help='also write the rows as JSON')
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser('runs', help='table of the final metrics of finished training runs')
+    p.add_argument('runs', nargs='+', help='training run folders (with summary.json)')
+    p.add_argument('--keys', nargs='+', default=None,
+                   help='metrics to show, in order (default: every final metric)')
+    p.add_argument('--json', default=None, help='also write the rows as JSON')
+    p.set_defaults(func=_cmd_runs)
 
     p = sub.add_parser('demo', help='the `make demo` job')
     p.add_argument('--out', default='demo_output')

@@ -1,14 +1,11 @@
 """Closed-loop evaluation of any policy in a gymnasium env of the tabletop suite.
 
 The env is created by a caller-supplied factory (this module never imports the simulator),
-so the same code evaluates in the `sim` or the `real` domain. An adapter turns the env's
-observation dict into what each policy reads:
-
-- `bc_mlp`: embedding of `<camera>/rgb` by a frozen (compiled) encoder + proprio;
-- `l4s_bc`: the frame, proprio, the episode instruction and the domain name;
-- `mbs`: the tool-camera frame and the tool orientation, with a goal image per episode
-  rendered by running the scripted expert to success from the same seed;
-- `scripted_expert`: the env's privileged expert.
+so the same code evaluates in the `sim` or the `real` domain. The loop plays the sim's side:
+it turns each env observation into the processors' vocabulary (`observation_from_env`), adds
+what the policy's processor reads and only the sim knows (the expert's privileged action;
+per episode a goal image, rendered by running the scripted expert to success from the same
+seed), and the policy's processor (`policy.processor_class`) makes the policy's input.
 
     >>> results = evaluate(policy, lambda: gym.make('embodied_vision/PickPlace-v0', ...),
     ...                    episodes=50, seed=0, domain='real')
@@ -18,14 +15,29 @@ from collections.abc import Callable
 import logging
 
 import numpy as np
-import torch
 
-from embodied_vision.data.images import to_batch
-from embodied_vision.policies.base import OBS_EMBEDDING, OBS_STATE
+from embodied_vision.policies.base import (
+    DOMAIN,
+    OBS_EXPERT_ACTION,
+    OBS_GOAL_IMAGE,
+    OBS_IMAGE,
+    OBS_INSTRUCTION,
+    OBS_STATE,
+)
+from embodied_vision.policies.processor import (
+    PolicyProcessor,
+    make_processor,
+    observation_from_env,
+)
 
-__all__ = ['evaluate', 'expert_goal_frame', 'make_adapter']
+__all__ = ['EPISODE_FEATURES', 'STEP_FEATURES', 'evaluate', 'expert_goal_frame']
 
 _logger = logging.getLogger(__name__)
+
+#: What the evaluation gives a processor at every step.
+STEP_FEATURES = (OBS_IMAGE, OBS_STATE, OBS_INSTRUCTION, DOMAIN, OBS_EXPERT_ACTION)
+#: What it gives once per episode.
+EPISODE_FEATURES = (OBS_GOAL_IMAGE,)
 
 
 def expert_goal_frame(make_env: Callable, seed: int, camera: str,
@@ -49,48 +61,29 @@ def expert_goal_frame(make_env: Callable, seed: int, camera: str,
         env.close()
 
 
-class _Adapter:
-    def __init__(self, policy, camera: str, domain: str, encoder=None, make_env=None):
-        self.policy, self.camera, self.domain = policy, camera, domain
-        self.encoder, self.make_env = encoder, make_env
-        self.kind = getattr(policy, 'name', type(policy).__name__)
-        if self.kind == 'bc_mlp' and encoder is None:
-            raise ValueError('a bc_mlp policy needs the frozen encoder that embedded its '
-                             'training frames (encoder=...)')
-        if self.kind == 'mbs' and make_env is None:
-            raise ValueError('an mbs policy needs make_env to render goal images')
-
-    def reset(self, env, obs: dict, seed: int) -> None:
-        self.policy.reset()
-        self.env = env
-        if self.kind == 'mbs':
-            self.policy.set_goal(expert_goal_frame(self.make_env, seed, self.camera))
-
-    def act(self, obs: dict) -> np.ndarray:
-        frame = obs.get(f'{self.camera}/rgb')
-        if self.kind == 'scripted_expert':
-            return np.asarray(self.env.unwrapped.expert_action(), np.float32)
-        if self.kind == 'mbs':
-            return self.policy.select_action({'image': frame, 'tool_quat': obs['proprio'][3:7]})
-        if self.kind == 'l4s_bc':
-            return self.policy.select_action({'image': frame, 'proprio': obs['proprio'],
-                                              'instruction': str(obs['instruction']),
-                                              'domain': self.domain})
-        if self.kind == 'bc_mlp':
-            size = (self.policy.config.image_size,) * 2
-            with torch.inference_mode():
-                embedding = self.encoder(to_batch([frame], size))[0].float().cpu()
-            action = self.policy.select_action({OBS_EMBEDDING: embedding,
-                                                OBS_STATE: torch.as_tensor(obs['proprio'])})
-            return np.asarray(action, np.float32)
-        raise ValueError(f'no evaluation adapter for policy {self.kind!r}; known: bc_mlp, '
-                         'l4s_bc, mbs, scripted_expert')
+def _check_features(processor: PolicyProcessor) -> None:
+    for read, given in ((processor.features, STEP_FEATURES),
+                        (processor.episode_features, EPISODE_FEATURES)):
+        unknown = sorted(set(read) - set(given))
+        if unknown:
+            raise ValueError(f'{type(processor).__name__} reads {unknown}, which the '
+                             f'evaluation does not provide; it provides {list(STEP_FEATURES)} '
+                             f'per step and {list(EPISODE_FEATURES)} per episode')
 
 
-def make_adapter(policy, camera: str = 'front', domain: str = 'sim', encoder=None,
-                 make_env: Callable | None = None) -> _Adapter:
-    """The observation adapter for `policy` (see the module docstring)."""
-    return _Adapter(policy, camera, domain, encoder, make_env)
+def _episode_inputs(processor: PolicyProcessor, make_env: Callable, seed: int,
+                    camera: str) -> dict:
+    episode = {}
+    if OBS_GOAL_IMAGE in processor.episode_features:
+        episode[OBS_GOAL_IMAGE] = expert_goal_frame(make_env, seed, camera)
+    return episode
+
+
+def _step_inputs(processor: PolicyProcessor, env, obs: dict, camera: str, domain: str) -> dict:
+    observation = observation_from_env(obs, camera, domain)
+    if OBS_EXPERT_ACTION in processor.features:  # privileged: asked for only when read
+        observation[OBS_EXPERT_ACTION] = env.unwrapped.expert_action()
+    return observation
 
 
 def evaluate(policy, make_env: Callable, episodes: int = 50, seed: int = 0,
@@ -98,22 +91,28 @@ def evaluate(policy, make_env: Callable, episodes: int = 50, seed: int = 0,
              record: int = 0) -> dict:
     """Run `episodes` episodes (seeds `seed`, `seed + 1`, ...) and report success.
 
+    `camera` is the camera the policy reads, `domain` the visual domain it is told (the env's
+    is set by `make_env`), `encoder` the frozen encoder of processors that embed frames
+    (`policy.processor_class.frozen_encoder(policy)` builds it; others ignore it).
     Returns `success_rate`, `successes`, `episodes`, `mean_steps`, `per_episode` (seed,
     success, steps, final stage) and, when `record` > 0, the camera frames of the first
     `record` episodes under `videos`.
     """
     if episodes < 1:
         raise ValueError(f'episodes must be >= 1, got {episodes}')
-    adapter = make_adapter(policy, camera, domain, encoder, make_env)
+    processor = make_processor(policy, encoder=encoder)
+    _check_features(processor)
     env = make_env()
     per_episode, videos = [], []
     try:
         for k in range(episodes):
             obs, info = env.reset(seed=seed + k)
-            adapter.reset(env, obs, seed + k)
+            processor.start_episode(_episode_inputs(processor, make_env, seed + k, camera))
             frames, steps, done = [obs.get(f'{camera}/rgb')], 0, False
             while not done:
-                obs, _, terminated, truncated, info = env.step(adapter.act(obs))
+                batch = processor(_step_inputs(processor, env, obs, camera, domain))
+                action = processor.postprocess(policy.select_action(batch))
+                obs, _, terminated, truncated, info = env.step(action)
                 steps += 1
                 done = terminated or truncated
                 if k < record:

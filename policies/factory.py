@@ -3,18 +3,19 @@ import json
 import os
 from pathlib import Path
 
-from embodied_vision.policies.bc import BCMLPConfig, BCMLPPolicy
-from embodied_vision.policies.lang4sim2real import L4SBCConfig, L4SBCPolicy
+from embodied_vision.policies.bc import BCMLPPolicy
+from embodied_vision.policies.lang4sim2real import L4SBCPolicy
 from embodied_vision.policies.mbs import MbSPolicy
 from embodied_vision.policies.scripted import ScriptedExpertPolicy
 
 __all__ = ['LOADABLE', 'POLICIES', 'list_policies', 'load_policy', 'make_policy']
 
-#: Policies built from a config alone: name -> (config class, policy class).
-POLICIES = {'bc_mlp': (BCMLPConfig, BCMLPPolicy), 'l4s_bc': (L4SBCConfig, L4SBCPolicy)}
+#: Policies built from a config alone: name -> policy class (its `config_class` takes the
+#: fields).
+POLICIES = {policy.name: policy for policy in (BCMLPPolicy, L4SBCPolicy)}
 #: Policies that `load_policy` reads back: `type` in config.json -> policy class. (`mbs` is
 #: only made by training, which builds its action pool from the videos.)
-LOADABLE = {'bc_mlp': BCMLPPolicy, 'l4s_bc': L4SBCPolicy, MbSPolicy.name: MbSPolicy}
+LOADABLE = {policy.name: policy for policy in (BCMLPPolicy, L4SBCPolicy, MbSPolicy)}
 
 
 def list_policies() -> list[str]:
@@ -23,7 +24,8 @@ def list_policies() -> list[str]:
 
 
 def make_policy(name: str, **kwargs):
-    """A new policy: `bc_mlp` with `BCMLPConfig` fields, or `scripted_expert(env=None)`."""
+    """A new policy from its config fields (`bc_mlp`: `BCMLPConfig`, `l4s_bc`:
+    `L4SBCConfig`), or `scripted_expert(env=None, action_dim=4)`."""
     if name == ScriptedExpertPolicy.name:
         return ScriptedExpertPolicy(**kwargs)
     if name not in POLICIES:
@@ -31,8 +33,8 @@ def make_policy(name: str, **kwargs):
             if name in LOADABLE else ''
         raise ValueError(f'cannot make policy {name!r} from a config{hint}; known: '
                          f'{sorted(POLICIES) + [ScriptedExpertPolicy.name]}')
-    config_class, policy_class = POLICIES[name]
-    return policy_class(config_class(**kwargs))
+    policy_class = POLICIES[name]
+    return policy_class(policy_class.config_class(**kwargs))
 
 
 def load_policy(path: str | os.PathLike, device: str = 'cpu'):

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from embodied_vision.policies.base import OBS_EXPERT_ACTION, as_batch
+from embodied_vision.policies.processor import PolicyProcessor
 
 __all__ = ['ScriptedExpertPolicy']
 
@@ -26,6 +27,9 @@ class ScriptedExpertPolicy:
     """
 
     name = 'scripted_expert'
+    #: passes `input_features` through: the closed-loop evaluation supplies the privileged
+    #: `OBS_EXPERT_ACTION` when it is read, as `sim_node` does over ROS
+    processor_class = PolicyProcessor
 
     def __init__(self, env=None, action_dim: int = 4):
         self.env = env

@@ -8,6 +8,7 @@ the message is reused). Writers import `sensor_msgs.msg` lazily and hand rclpy t
 an `array.array('B')` filled with one memcpy: rclpy stores such an array as is, also with
 ROS_PYTHON_CHECK_FIELDS=1, whereas bytes are copied again (and checked byte by byte with that
 flag, ~175 ms at 640x480 rgb8) and numpy arrays are converted element by element (~100 ms).
+Serialized (CDR) images are read in `cdr.py`.
 """
 import array
 import dataclasses
@@ -16,13 +17,12 @@ import sys
 
 import numpy as np
 
-__all__ = ['COLOUR_ENCODINGS',
-    'IMAGE_ENCODINGS', 'POINTFIELD_DTYPES', 'image_to_numpy', 'image_from_cdr',
-    'image_fields_from_cdr', 'ImageFields', 'depth_to_metres', 'numpy_to_image',
-    'compressed_image_to_numpy', 'camera_info_to_intrinsics',
-    'intrinsics_to_camera_info', 'pointfields_to_dtype', 'pointcloud2_to_numpy',
-    'numpy_to_pointcloud2', 'unpack_rgb', 'pack_rgb', 'rotation_to_quaternion',
-    'pose_stamped_from_rt', 'depth_to_disparity_image',
+__all__ = [
+    'COLOUR_ENCODINGS', 'IMAGE_ENCODINGS', 'POINTFIELD_DTYPES', 'camera_info_to_intrinsics',
+    'compressed_image_to_numpy', 'depth_to_disparity_image', 'depth_to_metres',
+    'image_to_numpy', 'intrinsics_to_camera_info', 'numpy_to_image', 'numpy_to_pointcloud2',
+    'pack_rgb', 'pointcloud2_to_numpy', 'pointfields_to_dtype', 'pose_stamped_from_rt',
+    'rotation_to_quaternion', 'unpack_rgb',
 ]
 
 #: Image encodings that become an RGB frame (mono8 is repeated over 3 channels).
@@ -107,92 +107,6 @@ def image_to_numpy(msg, to_rgb=False):
         order = {'bgr8': [2, 1, 0], 'bgra8': [2, 1, 0], 'rgba8': [0, 1, 2]}[msg.encoding]
         image = image[..., order]  # fancy indexing gives a contiguous copy
     return image
-
-
-class _CdrReader:
-    """Sequential reader of XCDR1 primitives; alignment is relative to the byte after the
-    4-byte encapsulation header, as CDR requires."""
-
-    def __init__(self, view, little):
-        self.view, self.pos, self.order = view, 4, 'little' if little else 'big'
-
-    def _take(self, size, what):
-        start = 4 + (self.pos - 4 + size - 1) // size * size if size > 1 else self.pos
-        end = start + size
-        if end > len(self.view):
-            raise ValueError(f'CDR Image is truncated: {what} needs bytes {start}..{end}, '
-                             f'the buffer has {len(self.view)}')
-        self.pos = end
-        return start
-
-    def uint(self, size, what, signed=False):
-        start = self._take(size, what)
-        return int.from_bytes(self.view[start:self.pos], self.order, signed=signed)
-
-    def string(self, what):
-        length = self.uint(4, f'{what} length')
-        end = self.pos + length
-        if length == 0 or end > len(self.view):
-            raise ValueError(f'CDR Image is truncated or corrupt: {what} of {length} bytes at '
-                             f'{self.pos}, the buffer has {len(self.view)}')
-        raw = bytes(self.view[self.pos:end])
-        self.pos = end
-        if raw[-1] != 0:
-            raise ValueError(f'CDR Image {what} is not NUL-terminated')
-        try:
-            return raw[:-1].decode('utf-8')
-        except UnicodeDecodeError as err:
-            raise ValueError(f'CDR Image {what} is not UTF-8: {err}') from err
-
-
-def image_from_cdr(buffer, to_rgb=False):
-    """Serialized (CDR) sensor_msgs/Image -> (fields, array), without rclpy.
-
-    `buffer` is what a `raw=True` subscription delivers (bytes, or any buffer): the 4-byte
-    encapsulation header (CDR_LE or CDR_BE), then header.stamp (sec, nanosec),
-    header.frame_id, height, width, encoding, is_bigendian, step and the uint8[] data, each
-    aligned to its size relative to the byte after the encapsulation header. `fields` is a
-    dict with `stamp_sec`, `stamp_nanosec`, `frame_id`, `height`, `width`, `encoding`,
-    `is_bigendian`, `step`; `array` is `image_to_numpy` of the payload: a zero-copy view of
-    `buffer` where the layout allows (read-only when `buffer` is bytes). Truncated or corrupt
-    buffers, and everything `image_to_numpy` rejects, raise ValueError.
-    """
-    fields, data = image_fields_from_cdr(buffer)
-    return fields, image_to_numpy(ImageFields(fields, data), to_rgb=to_rgb)
-
-
-def image_fields_from_cdr(buffer):
-    """The first half of `image_from_cdr`: (fields dict, flat uint8 payload view), with the
-    CDR checked but the image layout (encoding, step, size) not yet; `image_to_numpy(
-    ImageFields(fields, data))` finishes the job."""
-    view = memoryview(buffer).cast('B')
-    if len(view) < 4:
-        raise ValueError(f'CDR Image is truncated: {len(view)} bytes, no encapsulation header')
-    kind = bytes(view[:2])
-    if kind not in (b'\x00\x00', b'\x00\x01'):
-        raise ValueError(f'CDR Image has encapsulation {kind.hex()}; expected plain CDR '
-                         f'(0000 big-endian or 0001 little-endian)')
-    reader = _CdrReader(view, kind == b'\x00\x01')
-    fields = {'stamp_sec': reader.uint(4, 'header.stamp.sec', signed=True),
-              'stamp_nanosec': reader.uint(4, 'header.stamp.nanosec'),
-              'frame_id': reader.string('header.frame_id'),
-              'height': reader.uint(4, 'height'), 'width': reader.uint(4, 'width'),
-              'encoding': reader.string('encoding'),
-              'is_bigendian': reader.uint(1, 'is_bigendian'), 'step': reader.uint(4, 'step')}
-    size = reader.uint(4, 'data length')
-    left = len(view) - reader.pos
-    if not 0 <= left - size < 4:  # at most CDR end padding may follow the data
-        raise ValueError(f'CDR Image data length {size} does not match the {left} bytes '
-                         f'left in the buffer')
-    return fields, np.frombuffer(view, np.uint8, count=size, offset=reader.pos)
-
-
-class ImageFields:
-    """Duck-typed Image over decoded CDR fields (what `image_to_numpy` reads)."""
-
-    def __init__(self, fields, data):
-        self.__dict__.update(fields)
-        self.data = data
 
 
 def depth_to_metres(array_, encoding):

@@ -40,23 +40,17 @@ import re
 import time
 import warnings
 
-from builtin_interfaces.msg import Time
 import numpy as np
+from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image
-from std_msgs.msg import Header
 
-from embodied_vision.ros_nodes.conversions import (
-    ImageFields,
-    image_fields_from_cdr,
-    numpy_to_image,
-)
-from embodied_vision.ros_nodes.lifecycle_base import (
-    ManagedNode,
-    NewestItemWorker,
-    ParamSpec,
-    TransitionCallbackReturn,
-    run_node,
-)
+from embodied_vision.ros_nodes.accounting import colour_frame
+from embodied_vision.ros_nodes.cdr import ImageFields, header_from_fields, image_fields_from_cdr
+from embodied_vision.ros_nodes.conversions import numpy_to_image
+from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
+from embodied_vision.ros_nodes.parameters import ParamSpec
+from embodied_vision.ros_nodes.qos import qos_specs
+from embodied_vision.ros_nodes.workers import NewestItemWorker
 
 __all__ = ['EncoderNode', 'main']
 
@@ -103,8 +97,8 @@ class EncoderNode(ManagedNode):
         ParamSpec('input_topic', 'image', 'sensor_msgs/Image input', read_only=True),
         ParamSpec('output_topic', 'embedding', 'embedding output (sensor_msgs/Image 32FC1, '
                   '1 x embed_dim)', read_only=True),
-    ) + ManagedNode.qos_specs('input', 'sensor_data', 1, 'image subscription') \
-        + ManagedNode.qos_specs('output', 'reliable', 10, 'embedding publisher')
+    ) + qos_specs('input', 'sensor_data', 1, 'image subscription') \
+        + qos_specs('output', 'reliable', 10, 'embedding publisher')
     STAGES = ('queue', 'convert', 'preprocess', 'inference', 'publish', 'total')
 
     def __init__(self, node_name: str = 'encoder_node', **kwargs):
@@ -114,8 +108,8 @@ class EncoderNode(ManagedNode):
         self._subscription = None
         self._device = None
         self.configure_error = ''  # why the last configure failed, also in diagnostics
-        self._worker = NewestItemWorker(self, self.process, 'encoder_worker')
         super().__init__(node_name, **kwargs)
+        self._worker = NewestItemWorker(self.process, 'encoder_worker', self.accounting.reject)
 
     def validate_parameter(self, name: str, value) -> str:
         if name == 'device' and not _DEVICE.match(str(value)):
@@ -214,34 +208,33 @@ class EncoderNode(ManagedNode):
         """Validate and convert at once (a zero-copy view), so bad input is rejected here and
         never displaces a good frame from the slot; the worker does the rest."""
         arrived = time.perf_counter()
-        self.count('received')
+        self.accounting.count('received')
         frame = self.convert(msg)
         if frame is None:
             return
         if self._worker.submit((msg.header, frame, arrived, time.perf_counter() - arrived)):
-            self.count('dropped')
+            self.accounting.count('dropped')
 
     def _on_raw_image(self, data: bytes) -> None:
         """`raw_input`: the serialized Image, decoded with numpy (`image_fields_from_cdr`);
         the frame is a view of `data`."""
         arrived = time.perf_counter()
-        self.count('received')
+        self.accounting.count('received')
         try:
             fields, payload = image_fields_from_cdr(data)
         except ValueError as err:
-            self.reject('malformed', str(err))
+            self.accounting.reject('malformed', str(err))
             return
         frame = self.convert(ImageFields(fields, payload))
         if frame is None:
             return
-        header = Header(stamp=Time(sec=fields['stamp_sec'], nanosec=fields['stamp_nanosec']),
-                        frame_id=fields['frame_id'])
+        header = header_from_fields(fields)
         if self._worker.submit((header, frame, arrived, time.perf_counter() - arrived)):
-            self.count('dropped')
+            self.accounting.count('dropped')
 
     def convert(self, msg: Image) -> np.ndarray | None:
         """Image -> RGB uint8 (H, W, 3); None (rejected and counted) for bad input."""
-        return self.colour_frame(msg)
+        return colour_frame(msg, self.accounting)
 
     def preprocess(self, frame: np.ndarray):
         """RGB uint8 (H, W, 3) -> (1, 3, h, w) uint8 on the model's device.
@@ -274,11 +267,11 @@ class EncoderNode(ManagedNode):
         embedding = self.model(batch).float().cpu().numpy()
         t3 = time.perf_counter()
         if not np.all(np.isfinite(embedding)):
-            self.reject('non_finite_output', 'the encoder returned NaN or inf')
+            self.accounting.reject('non_finite_output', 'the encoder returned NaN or inf')
             return None
         self._publisher.publish(numpy_to_image(embedding, '32FC1', header=header))
         t4 = time.perf_counter()
-        self.count('published')
+        self.accounting.count('published')
         for stage, seconds in (('queue', t1 - arrived - convert_seconds),
                                ('convert', convert_seconds), ('preprocess', t2 - t1),
                                ('inference', t3 - t2), ('publish', t4 - t3),

@@ -45,29 +45,25 @@ import re
 import time
 import warnings
 
-from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped
 import numpy as np
+from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
+from embodied_vision.ros_nodes.accounting import colour_frame
 from embodied_vision.ros_nodes.approximate_sync import ApproximateTimeSync, stamp_ns
+from embodied_vision.ros_nodes.cdr import ImageFields, header_from_fields, image_fields_from_cdr
 from embodied_vision.ros_nodes.conversions import (
-    ImageFields,
     camera_info_to_intrinsics,
     depth_to_disparity_image,
-    image_fields_from_cdr,
     numpy_to_image,
     pose_stamped_from_rt,
 )
-from embodied_vision.ros_nodes.lifecycle_base import (
-    ManagedNode,
-    NewestItemWorker,
-    ParamSpec,
-    TransitionCallbackReturn,
-    run_node,
-)
+from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
+from embodied_vision.ros_nodes.parameters import ParamSpec
+from embodied_vision.ros_nodes.qos import qos_specs
+from embodied_vision.ros_nodes.workers import NewestItemWorker
 
 __all__ = ['PairNode', 'main']
 
@@ -119,10 +115,8 @@ class PairNode(ManagedNode):
         ParamSpec('raw_input', True, 'subscribe to serialized images and decode the CDR '
                   'with numpy (zero-copy), skipping rclpy message conversion',
                   read_only=True),
-    ) + ManagedNode.qos_specs('input', 'sensor_data', 5, 'image and camera-info '
-                              'subscriptions') \
-        + ManagedNode.qos_specs('output', 'reliable', 10, 'depth, disparity and pose '
-                                'publishers')
+    ) + qos_specs('input', 'sensor_data', 5, 'image and camera-info subscriptions') \
+        + qos_specs('output', 'reliable', 10, 'depth, disparity and pose publishers')
     STAGES = ('convert', 'sync_wait', 'queue', 'preprocess', 'inference', 'postprocess',
               'publish', 'total')
 
@@ -134,8 +128,8 @@ class PairNode(ManagedNode):
         self._inputs: list = []
         self._sync: ApproximateTimeSync | None = None
         self._camera_info: tuple[float, int] | None = None
-        self._worker = NewestItemWorker(self, self.process, 'pair_worker')
         super().__init__(node_name, **kwargs)
+        self._worker = NewestItemWorker(self.process, 'pair_worker', self.accounting.reject)
         self.add_post_set_parameters_callback(self._after_set_parameters)
 
     def validate_parameter(self, name: str, value) -> str:
@@ -241,7 +235,7 @@ class PairNode(ManagedNode):
 
     def _on_image(self, view: int, msg: Image) -> None:
         arrived = time.perf_counter()
-        self.count('received')
+        self.accounting.count('received')
         frame = self.convert(msg, view)
         if frame is not None:
             self._add(view, msg.header, frame, arrived)
@@ -249,22 +243,20 @@ class PairNode(ManagedNode):
     def _on_raw(self, view: int, data: bytes) -> None:
         """`raw_input`: the serialized Image decoded with numpy; the frame views `data`."""
         arrived = time.perf_counter()
-        self.count('received')
+        self.accounting.count('received')
         try:
             fields, payload = image_fields_from_cdr(data)
         except ValueError as err:
-            self.reject(f'{VIEWS[view]}_malformed', str(err))
+            self.accounting.reject(f'{VIEWS[view]}_malformed', str(err))
             return
         frame = self.convert(ImageFields(fields, payload), view)
         if frame is None:
             return
-        header = Header(stamp=Time(sec=fields['stamp_sec'], nanosec=fields['stamp_nanosec']),
-                        frame_id=fields['frame_id'])
-        self._add(view, header, frame, arrived)
+        self._add(view, header_from_fields(fields), frame, arrived)
 
     def convert(self, msg: Image, view: int) -> np.ndarray | None:
         """Image -> RGB uint8 (H, W, 3); None (rejected and counted) for bad input."""
-        return self.colour_frame(msg, VIEWS[view])
+        return colour_frame(msg, self.accounting, VIEWS[view])
 
     def _add(self, view: int, header, frame: np.ndarray, arrived: float) -> None:
         item = (header, frame, arrived, time.perf_counter() - arrived)
@@ -273,21 +265,21 @@ class PairNode(ManagedNode):
             return
         pairs, dropped = sync.add(view, stamp_ns(header.stamp), item)
         if dropped:
-            self.count('dropped', dropped)
+            self.accounting.count('dropped', dropped)
         for pair in pairs:
-            self.count('pairs')
+            self.accounting.count('pairs')
             if self._worker.submit((pair, time.perf_counter())):
-                self.count('dropped', 2)  # an unprocessed pair was replaced by a newer one
+                self.accounting.count('dropped', 2)  # an unprocessed pair was replaced
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
             intrinsics = camera_info_to_intrinsics(msg)
         except ValueError as err:
-            self.reject('camera_info', str(err))
+            self.accounting.reject('camera_info', str(err))
             return
         fx = float(intrinsics['K'][0, 0])
         if not (np.isfinite(fx) and fx > 0):
-            self.reject('camera_info', f'CameraInfo fx must be > 0, got {fx}')
+            self.accounting.reject('camera_info', f'CameraInfo fx must be > 0, got {fx}')
             return
         self._camera_info = (fx, intrinsics['width'])
 
@@ -341,7 +333,7 @@ class PairNode(ManagedNode):
         translation = out['translation'][0].double().cpu().numpy()
         if not (np.all(np.isfinite(depth)) and np.all(np.isfinite(rotation))
                 and np.all(np.isfinite(translation))):
-            self.reject('non_finite_output', 'the model returned NaN or inf')
+            self.accounting.reject('non_finite_output', 'the model returned NaN or inf')
             return None
         messages = {'pose': pose_stamped_from_rt(
             rotation, translation * self.param('translation_scale'), header=header)}
@@ -358,7 +350,7 @@ class PairNode(ManagedNode):
         for name, msg in messages.items():
             self._outputs[name].publish(msg)
         t4 = time.perf_counter()
-        self.count('published')
+        self.accounting.count('published')
         first = min(arrived1, arrived2)
         for stage, seconds in (('convert', convert1 + convert2), ('sync_wait', paired_at - first),
                                ('queue', t0 - paired_at), ('preprocess', t1 - t0),
@@ -369,13 +361,13 @@ class PairNode(ManagedNode):
 
     def _warn_no_camera_info(self) -> None:
         """Count a disparity skipped for want of a CameraInfo; warn once per throttle period."""
-        self.warn_throttled('no_camera_info', f'no CameraInfo on '
-                            f'{self.param("camera_info_topic")} yet and focal_length is 0: '
-                            'disparity skipped, depth and pose published')
+        self.accounting.warn_throttled(
+            'no_camera_info', f'no CameraInfo on {self.param("camera_info_topic")} yet and '
+            'focal_length is 0: disparity skipped, depth and pose published')
 
     def diagnostic_values(self) -> dict[str, str]:
-        values = {'no_camera_info': str(self.counts().get('no_camera_info', 0)),
-                  'pairs': str(self.counts().get('pairs', 0))}
+        values = {'no_camera_info': str(self.accounting.counts().get('no_camera_info', 0)),
+                  'pairs': str(self.accounting.counts().get('pairs', 0))}
         sync = self._sync
         if sync is not None:
             values['pending'] = '/'.join(map(str, sync.pending()))

@@ -195,7 +195,7 @@ def _run(nodes, args) -> bool:
 def _shut_down(nodes) -> None:
     for node in sorted(nodes, key=_is_sim, reverse=True):  # sims stop first
         try:
-            state = node._state_label()
+            state = node.state_label()
             if state == 'active':
                 node.trigger_deactivate()
                 state = 'inactive'
@@ -209,7 +209,7 @@ def _shut_down(nodes) -> None:
 def _summary(nodes, seconds: float) -> dict:
     out = {'seconds': seconds, 'nodes': {}}
     for node in nodes:
-        entry = {'counts': node.counts(), 'latency_ms': node.timer.summary()}
+        entry = {'counts': node.accounting.counts(), 'latency_ms': node.timer.summary()}
         if _is_sim(node):
             results = list(node.results)
             entry['episodes'] = results

@@ -54,17 +54,16 @@ import time
 
 from geometry_msgs.msg import PoseStamped
 import numpy as np
+from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image, Joy
 from std_msgs.msg import Float32
 from std_srvs.srv import Trigger
 
-from embodied_vision.ros_nodes.lifecycle_base import (
-    ManagedNode,
-    ParamSpec,
-    StampJoiner,
-    TransitionCallbackReturn,
-    run_node,
-)
+from embodied_vision.ros_nodes.accounting import colour_frame
+from embodied_vision.ros_nodes.exact_sync import StampJoiner
+from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
+from embodied_vision.ros_nodes.parameters import ParamSpec
+from embodied_vision.ros_nodes.qos import qos_specs
 
 __all__ = ['PlannerNode', 'main']
 
@@ -102,9 +101,9 @@ class PlannerNode(ManagedNode):
                   'grip]', read_only=True),
         ParamSpec('distance_topic', 'distance', 'std_msgs/Float32 predicted cosine to the '
                   'goal', read_only=True),
-    ) + ManagedNode.qos_specs('input', 'reliable', 10, 'image and pose subscriptions') \
-        + ManagedNode.qos_specs('goal', 'reliable', 1, 'goal image subscription') \
-        + ManagedNode.qos_specs('output', 'reliable', 10, 'action and distance publishers')
+    ) + qos_specs('input', 'reliable', 10, 'image and pose subscriptions') \
+        + qos_specs('goal', 'reliable', 1, 'goal image subscription') \
+        + qos_specs('output', 'reliable', 10, 'action and distance publishers')
     STAGES = ('sync_wait', 'convert', 'plan', 'publish', 'total')
 
     def __init__(self, node_name: str = 'planner_node', **kwargs):
@@ -234,7 +233,7 @@ class PlannerNode(ManagedNode):
     # ----------------------------------------------------------------------- inputs
     def convert(self, msg: Image, key: str) -> np.ndarray | None:
         """Image -> RGB uint8 (H, W, 3); None (rejected and counted) for bad input."""
-        return self.colour_frame(msg, key)
+        return colour_frame(msg, self.accounting, key)
 
     def _set_goal(self, frame: np.ndarray, header, source: str) -> None:
         with self._policy_lock:
@@ -269,7 +268,7 @@ class PlannerNode(ManagedNode):
         arrived = time.perf_counter()
         frame = self.convert(msg, 'image')
         if frame is None:
-            self.count('received')
+            self.accounting.count('received')
             return
         with self._lock:
             self._latest_frame = (msg.header, frame)
@@ -279,27 +278,27 @@ class PlannerNode(ManagedNode):
         o = msg.pose.orientation
         quat = np.array([o.w, o.x, o.y, o.z], np.float64)
         if not np.all(np.isfinite(quat)) or np.linalg.norm(quat) < 1e-9:
-            self.count('received')
-            self.reject('pose', f'tool orientation must be a finite non-zero quaternion, got '
-                        f'{quat.tolist()}')
+            self.accounting.count('received')
+            self.accounting.reject('pose', f'tool orientation must be a finite non-zero '
+                                   f'quaternion, got {quat.tolist()}')
             return
         self._add(msg.header, 'quat', quat, time.perf_counter())
 
     # ----------------------------------------------------------------------- pairing
     def _add(self, header, part: str, value, arrived: float, convert_s: float = 0.0) -> None:
-        self.count('received')
+        self.accounting.count('received')
         entry, dropped = self._joiner.add(header, part, value, ('image', 'quat'),
                                           self.param('sync_queue_size'), arrived, convert_s)
         if dropped:
-            self.count('dropped', dropped)
+            self.accounting.count('dropped', dropped)
         if entry is not None:
             self._act(entry)
 
     def _warn_no_goal(self) -> None:
         """Count an observation seen without a goal; warn at most once per throttle period."""
-        self.warn_throttled('no_goal', f'no goal image yet: observation dropped, no action; '
-                            f'publish one on {self.param("goal_topic")} or call the '
-                            'capture_goal service')
+        self.accounting.warn_throttled(
+            'no_goal', f'no goal image yet: observation dropped, no action; publish one on '
+            f'{self.param("goal_topic")} or call the capture_goal service')
 
     def _act(self, entry: dict) -> None:
         t0 = time.perf_counter()
@@ -313,21 +312,21 @@ class PlannerNode(ManagedNode):
                     {'image': entry['image'], 'tool_quat': entry['quat']}),
                     np.float32).reshape(-1)
             except (RuntimeError, ValueError) as err:
-                self.reject('policy_input', f'{type(err).__name__}: {err}')
+                self.accounting.reject('policy_input', f'{type(err).__name__}: {err}')
                 return
             distance = self.policy.last_distance  # None unless this call re-planned
         t1 = time.perf_counter()
         if action.size != 4 or not np.all(np.isfinite(action)):
-            self.reject('policy_output', f'planner returned {action.tolist()}, expected 4 '
-                        f'finite values')
+            self.accounting.reject('policy_output', f'planner returned {action.tolist()}, '
+                                   f'expected 4 finite values')
             return
         self._action_pub.publish(Joy(header=entry['header'], axes=action.tolist()))
         if distance is not None:
             self.last_distance = float(distance)
             self._distance_pub.publish(Float32(data=self.last_distance))
-            self.count('plans')
+            self.accounting.count('plans')
         t2 = time.perf_counter()
-        self.count('published')
+        self.accounting.count('published')
         self.timer.add('sync_wait', t0 - entry['first'] - entry['convert'])
         self.timer.add('convert', entry['convert'])
         self.timer.add('plan', t1 - t0)
@@ -340,7 +339,7 @@ class PlannerNode(ManagedNode):
                   else f'{self.last_distance:.6f}',
                   **{name: str(self.param(name)) for name in _PLANNER_SETTINGS},
                   'pending_stamps': str(len(self._joiner))}
-        counts = self.counts()
+        counts = self.accounting.counts()
         values.setdefault('no_goal', str(counts.get('no_goal', 0)))
         policy = self.policy
         if policy is not None:

@@ -33,17 +33,16 @@ import time
 
 from geometry_msgs.msg import PoseStamped
 import numpy as np
+from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState, Joy
 from std_msgs.msg import String
 
+from embodied_vision.ros_nodes.accounting import colour_frame
 from embodied_vision.ros_nodes.conversions import image_to_numpy
-from embodied_vision.ros_nodes.lifecycle_base import (
-    ManagedNode,
-    ParamSpec,
-    StampJoiner,
-    TransitionCallbackReturn,
-    run_node,
-)
+from embodied_vision.ros_nodes.exact_sync import StampJoiner
+from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
+from embodied_vision.ros_nodes.parameters import ParamSpec
+from embodied_vision.ros_nodes.qos import qos_specs
 
 __all__ = ['PolicyNode', 'main']
 
@@ -85,8 +84,8 @@ class PolicyNode(ManagedNode):
         ParamSpec('instruction_topic', 'instruction', 'std_msgs/String; a new one resets '
                   'the policy', read_only=True),
         ParamSpec('action_topic', 'action', 'sensor_msgs/Joy action output', read_only=True),
-    ) + ManagedNode.qos_specs('input', 'reliable', 10, 'observation subscriptions') \
-        + ManagedNode.qos_specs('output', 'reliable', 10, 'action publisher')
+    ) + qos_specs('input', 'reliable', 10, 'observation subscriptions') \
+        + qos_specs('output', 'reliable', 10, 'action publisher')
     STAGES = ('sync_wait', 'policy', 'publish', 'total')
 
     def __init__(self, node_name: str = 'policy_node', **kwargs):
@@ -179,25 +178,25 @@ class PolicyNode(ManagedNode):
 
     def _on_embedding(self, msg: Image) -> None:
         if msg.encoding != '32FC1' or msg.height != 1:
-            self.reject('embedding_format', f'embedding must be a 32FC1 image of height 1, '
-                        f'got {msg.encoding} {msg.height}x{msg.width}')
+            self.accounting.reject('embedding_format', f'embedding must be a 32FC1 image of '
+                                   f'height 1, got {msg.encoding} {msg.height}x{msg.width}')
             return
         if self._embed_dim is not None and msg.width != self._embed_dim:
-            self.reject('embedding_size', f'embedding has {msg.width} values, the policy '
-                        f'reads {self._embed_dim}')
+            self.accounting.reject('embedding_size', f'embedding has {msg.width} values, the '
+                                   f'policy reads {self._embed_dim}')
             return
         try:
             value = image_to_numpy(msg)[0].copy()
         except ValueError as err:
-            self.reject('embedding_malformed', str(err))
+            self.accounting.reject('embedding_malformed', str(err))
             return
         if not np.all(np.isfinite(value)):
-            self.reject('embedding_not_finite', 'embedding contains NaN or inf')
+            self.accounting.reject('embedding_not_finite', 'embedding contains NaN or inf')
             return
         self._add(msg.header, 'embedding', value)
 
     def _on_image(self, msg: Image) -> None:
-        frame = self.colour_frame(msg, 'image')
+        frame = colour_frame(msg, self.accounting, 'image')
         if frame is not None:
             self._add(msg.header, 'image', frame)  # a view that keeps msg alive, no copy
 
@@ -207,8 +206,9 @@ class PolicyNode(ManagedNode):
 
     def _on_gripper(self, msg: JointState) -> None:
         if 'gripper_width' not in msg.name or len(msg.position) != len(msg.name):
-            self.reject('gripper_state', f'JointState needs a gripper_width position, got '
-                        f'names {list(msg.name)} with {len(msg.position)} positions')
+            self.accounting.reject('gripper_state', f'JointState needs a gripper_width '
+                                   f'position, got names {list(msg.name)} with '
+                                   f'{len(msg.position)} positions')
             return
         self._add(msg.header, 'gripper', float(msg.position[list(msg.name).index(
             'gripper_width')]))
@@ -216,8 +216,9 @@ class PolicyNode(ManagedNode):
     def _on_expert(self, msg: Joy) -> None:
         axes = np.asarray(msg.axes, np.float32)
         if axes.size != self.param('action_dim') or not np.all(np.isfinite(axes)):
-            self.reject('expert_action', f'expert action must hold '
-                        f'{self.param("action_dim")} finite values, got {axes.tolist()}')
+            self.accounting.reject('expert_action', f'expert action must hold '
+                                   f'{self.param("action_dim")} finite values, got '
+                                   f'{axes.tolist()}')
             return
         self._add(msg.header, 'expert', axes)
 
@@ -235,11 +236,11 @@ class PolicyNode(ManagedNode):
         return parts
 
     def _add(self, header, part: str, value) -> None:
-        self.count('received')
+        self.accounting.count('received')
         entry, dropped = self._joiner.add(header, part, value, self._needed,
                                           self.param('sync_queue_size'))
         if dropped:
-            self.count('dropped', dropped)
+            self.accounting.count('dropped', dropped)
         if entry is not None:
             self._act(entry)
 
@@ -256,23 +257,24 @@ class PolicyNode(ManagedNode):
             obs[_IMAGE] = entry['image']
         if _INSTRUCTION in self.required:
             if self._instruction is None:
-                self.reject('no_instruction', f'{self.policy.name} needs the episode '
-                            f'instruction; nothing received on {self.param("instruction_topic")}')
+                self.accounting.reject(
+                    'no_instruction', f'{self.policy.name} needs the episode instruction; '
+                    f'nothing received on {self.param("instruction_topic")}')
                 return
             obs[_INSTRUCTION], obs['domain'] = self._instruction, self.param('domain')
         try:
             action = np.asarray(self.policy.select_action(obs), np.float32).reshape(-1)
         except (KeyError, ValueError, TypeError) as err:
-            self.reject('policy_input', f'{type(err).__name__}: {err}')
+            self.accounting.reject('policy_input', f'{type(err).__name__}: {err}')
             return
         t1 = time.perf_counter()
         if action.size != self.param('action_dim') or not np.all(np.isfinite(action)):
-            self.reject('policy_output', f'policy returned {action.tolist()}, expected '
-                        f'{self.param("action_dim")} finite values')
+            self.accounting.reject('policy_output', f'policy returned {action.tolist()}, '
+                                   f'expected {self.param("action_dim")} finite values')
             return
         self._publisher.publish(Joy(header=entry['header'], axes=action.tolist()))
         t2 = time.perf_counter()
-        self.count('published')
+        self.accounting.count('published')
         self.timer.add('sync_wait', t0 - entry['first'])
         self.timer.add('policy', t1 - t0)
         self.timer.add('publish', t2 - t1)

@@ -37,17 +37,15 @@ import time
 from geometry_msgs.msg import PoseStamped
 import numpy as np
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, Image, JointState, Joy
 from std_msgs.msg import Bool, Header, Int32, String
 from std_srvs.srv import Trigger
 
 from embodied_vision.ros_nodes.conversions import intrinsics_to_camera_info, numpy_to_image
-from embodied_vision.ros_nodes.lifecycle_base import (
-    ManagedNode,
-    ParamSpec,
-    TransitionCallbackReturn,
-    run_node,
-)
+from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
+from embodied_vision.ros_nodes.parameters import ParamSpec
+from embodied_vision.ros_nodes.qos import qos_specs
 
 __all__ = ['SimNode', 'main']
 
@@ -84,8 +82,8 @@ class SimNode(ManagedNode):
         ParamSpec('publish_expert_action', False, 'publish the privileged scripted-expert '
                   'action of every observation on expert_action', read_only=True),
         ParamSpec('world_frame', 'world', 'frame_id of ee_pose', read_only=True),
-    ) + ManagedNode.qos_specs('output', 'reliable', 10, 'observation publishers') \
-        + ManagedNode.qos_specs('input', 'reliable', 10, 'action subscription')
+    ) + qos_specs('output', 'reliable', 10, 'observation publishers') \
+        + qos_specs('input', 'reliable', 10, 'action subscription')
     STAGES = ('step', 'render_publish', 'cycle')
 
     def __init__(self, node_name: str = 'sim_node', **kwargs):
@@ -197,14 +195,15 @@ class SimNode(ManagedNode):
 
     # ----------------------------------------------------------------------- inputs
     def _on_action(self, msg: Joy) -> None:
-        self.count('received')
+        self.accounting.count('received')
         axes = np.asarray(msg.axes, np.float64)
         if axes.shape != (4,):
-            self.reject('action_shape', f'action needs 4 axes [dx, dy, dz, grip], got '
-                        f'{axes.size}')
+            self.accounting.reject('action_shape', f'action needs 4 axes [dx, dy, dz, grip], '
+                                   f'got {axes.size}')
             return
         if not np.all(np.isfinite(axes)):
-            self.reject('action_not_finite', f'action contains NaN or inf: {axes.tolist()}')
+            self.accounting.reject('action_not_finite',
+                                   f'action contains NaN or inf: {axes.tolist()}')
             return
         with self._cond:
             self._action = msg
@@ -366,7 +365,7 @@ class SimNode(ManagedNode):
                 axes = np.asarray(self.env.unwrapped.expert_action(), np.float32)
                 expert = Joy(header=header, axes=axes.tolist())
             self._pubs['expert'].publish(expert)
-        self.count('published')
+        self.accounting.count('published')
         return header.stamp, expert
 
     def diagnostic_values(self) -> dict[str, str]:

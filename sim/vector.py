@@ -36,7 +36,8 @@ def make_vector_env(task: str, num_envs: int = 2, asynchronous: bool = False,
     extra = {} if max_episode_steps is None else {'max_episode_steps': int(max_episode_steps)}
 
     def make():
-        import embodied_vision.sim  # noqa: F401  (registers the ids in spawned workers)
+        from embodied_vision.sim.registration import register_envs
+        register_envs()  # spawned workers start without the ids
         return gym.make(eid, **extra, **env_kwargs)
 
     fns = [make for _ in range(int(num_envs))]

@@ -26,18 +26,7 @@ depth used by the filter (ground truth for downstream depth heads).
 
     embodied-vision view-pairs n=500 size=64 out=pairs.hdf5 domains=[sim,real] seed=0
 
-File layout (`N` pairs, `H x W` images)::
-
-    /                     attrs: format='embodied_vision.view_pairs', version=1, config (JSON),
-                                 domains (JSON list), attempts, accepted
-    pairs/rgb1, rgb2      uint8   (N, H, W, 3)
-    pairs/depth1, depth2  float32 (N, H, W) metres, 0 = invalid (when `save_depth`)
-    pairs/K1, K2          float64 (N, 3, 3) intrinsics
-    pairs/T1, T2          float64 (N, 4, 4) camera-to-world, OpenCV axes
-    pairs/overlap         float32 (N,) symmetric covisibility
-    pairs/seed            int64   (N,) reset seed of the scene
-    pairs/domain          int8    (N,) index into the `domains` attribute
-    pairs/camera1, camera2  utf-8 strings (N,)
+The file layout and its reader (`read_pairs`) are in `embodied_vision.data.view_pairs`.
 """
 # ruff: noqa: N803
 from __future__ import annotations
@@ -54,17 +43,14 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from embodied_vision.configs import compose_config as compose_package_config
+from embodied_vision.data.view_pairs import FORMAT, STRING_DTYPE, VERSION
 from embodied_vision.geometry import depth_to_points, project_points
 from embodied_vision.sim.domains import small_rotation
 
-__all__ = ['FORMAT', 'VERSION', 'PairWriter', 'compose_config', 'covisibility', 'main',
-           'perturbed_camera', 'read_pairs', 'render_view', 'render_pairs', 'view_overlap']
+__all__ = ['PairWriter', 'compose_config', 'covisibility', 'main', 'perturbed_camera',
+           'render_view', 'render_pairs', 'view_overlap']
 
 _logger = logging.getLogger(__name__)
-
-FORMAT = 'embodied_vision.view_pairs'
-VERSION = 1
-_STR = h5py.string_dtype('utf-8')
 
 
 # ------------------------------------------------------------------------- overlap
@@ -173,7 +159,7 @@ def render_view(env, name: str, offset=(0.0, 0.0, 0.0), rotation=(1.0, 0.0, 0.0,
 
 # ------------------------------------------------------------------------- writing
 class PairWriter:
-    """Append view pairs to an HDF5 file (layout in the module docstring)."""
+    """Append view pairs to an HDF5 file (layout: `embodied_vision.data.view_pairs`)."""
 
     def __init__(self, path: str, size: tuple[int, int], save_depth: bool = True,
                  compression: str | None = 'lzf', attrs: dict | None = None):
@@ -198,7 +184,7 @@ class PairWriter:
                 make(f'depth{i}', (h, w), np.float32, image=True)
             make(f'K{i}', (3, 3), np.float64)
             make(f'T{i}', (4, 4), np.float64)
-            make(f'camera{i}', (), _STR)
+            make(f'camera{i}', (), STRING_DTYPE)
         for key, dtype in (('overlap', np.float32), ('seed', np.int64), ('domain', np.int8)):
             make(key, (), dtype)
         self.count = 0
@@ -224,20 +210,6 @@ class PairWriter:
     def __exit__(self, *exc):
         self.close()
         return False
-
-
-def read_pairs(path: str, keys: Sequence[str] = ('rgb1', 'rgb2')) -> dict:
-    """Load datasets `keys` of `pairs/` into memory as numpy arrays (plus file `attrs`)."""
-    with h5py.File(path, 'r') as f:
-        if f.attrs.get('format') != FORMAT:
-            raise ValueError(f'{path} is not a view-pair file (format attribute '
-                             f'{f.attrs.get("format")!r}, expected {FORMAT!r})')
-        out = {}
-        for key in keys:
-            dataset = f['pairs'][key]
-            out[key] = dataset.asstr()[()] if dataset.dtype == _STR else dataset[()]
-        out['attrs'] = dict(f.attrs)
-    return out
 
 
 # ------------------------------------------------------------------------- driver

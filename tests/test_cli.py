@@ -45,8 +45,8 @@ def test_encode_folder_to_npy_matches_library(tmp_path, frames_dir, capsys, monk
     meta = json.loads(out.with_suffix('.json').read_text())
     assert embeddings.shape == (5, 512) and meta['names'][0] == '00.png'
     # Same numbers as the library on the same frame with the same resize.
-    from embodied_vision.checkpoints import load_encoder
     from embodied_vision.data.images import iter_frames, to_batch
+    from embodied_vision.encoders import load_encoder
     frame = next(iter_frames(frames_dir))[1]
     encoder = load_encoder(ckpt)
     with torch.inference_mode():

@@ -13,14 +13,17 @@ Layouts (the state dict under `'model'` in all of them; key names equal our modu
 
 The architecture is read from `croco_kwargs`, else parsed from `args.model` (with `ast`,
 literal keyword values only, nothing evaluated), else taken as the v1 defaults, and checked
-against the model it is loaded into, so a v2 file never loads silently into a v1 model.
+against the model it is loaded into (`model.croco_kwargs()`, the model's own statement of its
+architecture), so a v2 file never loads silently into a v1 model. The releases' architectures
+are the table in `checkpoints.croco_archs`.
 
 Reading is `torch.load(weights_only=True)` throughout. `argparse.Namespace`, which the
 weights-only unpickler refuses by default, is allowed only inside
 `torch.serialization.safe_globals([argparse.Namespace])` around our own `torch.load` calls
 (`read_croco_checkpoint`, and the generic reader through `CROCO_FORMAT.safe_globals`); no
 other class is ever unpickled, so `pretrain.py` files also load with
-`create_encoder(name, checkpoint=path)`.
+`create_encoder(name, checkpoint=path)`. `encoders.croco.croco_from_checkpoint` builds the
+model a file describes.
 
 Weights licence: CC BY-NC-SA 4.0 (non-commercial); loading warns. Files are never bundled
 or downloaded: users pass a path.
@@ -31,25 +34,25 @@ from collections.abc import Mapping
 import logging
 import os
 from pathlib import Path
-import warnings
 
 import torch
 
 from embodied_vision.checkpoints._format import CheckpointError, CheckpointFormat, register_format
+from embodied_vision.checkpoints.croco_archs import (
+    DECODER_KEYS,
+    ENCODER_KEYS,
+    LICENSE,
+    UPSTREAM_DEFAULTS,
+    match_release,
+)
+from embodied_vision.checkpoints.licence import warn_licence
+from embodied_vision.checkpoints.loader import load_state_strict
+from embodied_vision.layers import resample_pos_embed_2d
 
-__all__ = ['CROCO_FORMAT', 'croco_architecture', 'croco_from_checkpoint', 'load_croco_checkpoint',
-           'parse_model_string', 'read_croco_checkpoint']
+__all__ = ['CROCO_FORMAT', 'croco_architecture', 'load_croco_checkpoint', 'parse_model_string',
+           'read_croco_checkpoint']
 
 _logger = logging.getLogger(__name__)
-
-# Upstream CroCoNet constructor defaults (= the v1 release).
-V1_DEFAULTS = {'img_size': 224, 'patch_size': 16, 'mask_ratio': 0.9, 'enc_embed_dim': 768,
-               'enc_depth': 12, 'enc_num_heads': 12, 'dec_embed_dim': 512, 'dec_depth': 8,
-               'dec_num_heads': 16, 'mlp_ratio': 4, 'norm_im2_in_dec': True,
-               'pos_embed': 'cosine'}
-_ENCODER_ARCH = ('patch_size', 'enc_embed_dim', 'enc_depth', 'enc_num_heads', 'mlp_ratio',
-                 'pos_embed')
-_DECODER_ARCH = ('dec_embed_dim', 'dec_depth', 'dec_num_heads', 'norm_im2_in_dec')
 _DECODER_PREFIXES = ('decoder_embed.', 'dec_blocks.', 'dec_norm.', 'prediction_head.')
 _DECODER_KEYS = ('mask_token', 'dec_pos_embed')
 _POS_TABLES = ('enc_pos_embed', 'dec_pos_embed')
@@ -117,29 +120,18 @@ def parse_model_string(text: str) -> dict:
 def croco_architecture(container: Mapping) -> tuple[dict, str]:
     """`(kwargs over the v1 defaults, where they came from)` for a loaded CroCo container."""
     if isinstance(container.get('croco_kwargs'), Mapping):
-        return {**V1_DEFAULTS, **container['croco_kwargs']}, 'croco_kwargs'
+        return {**UPSTREAM_DEFAULTS, **container['croco_kwargs']}, 'croco_kwargs'
     args = container.get('args')
     if isinstance(args, Mapping):
         args = argparse.Namespace(**args)
     if isinstance(getattr(args, 'croco_args', None), Mapping):  # stereo/flow files
-        return {**V1_DEFAULTS, **args.croco_args}, 'args.croco_args'
+        return {**UPSTREAM_DEFAULTS, **args.croco_args}, 'args.croco_args'
     if isinstance(getattr(args, 'model', None), str):
-        return {**V1_DEFAULTS, **parse_model_string(args.model)}, 'args.model'
-    return dict(V1_DEFAULTS), 'v1 defaults (no croco_kwargs or args.model in the file)'
+        return {**UPSTREAM_DEFAULTS, **parse_model_string(args.model)}, 'args.model'
+    return dict(UPSTREAM_DEFAULTS), 'v1 defaults (no croco_kwargs or args.model in the file)'
 
 
 # --------------------------------------------------------------------- converting
-def _model_arch(model) -> dict:
-    arch = {'patch_size': model.patch_size, 'enc_embed_dim': model.enc_embed_dim,
-            'enc_depth': len(model.enc_blocks),
-            'enc_num_heads': model.enc_blocks[0].attn.num_heads, 'mlp_ratio': model.mlp_ratio,
-            'pos_embed': model.pos_embed}
-    if hasattr(model, 'dec_blocks'):
-        arch.update(dec_embed_dim=model.dec_embed_dim, dec_depth=len(model.dec_blocks),
-                    dec_num_heads=model.dec_blocks[0].attn.num_heads,
-                    norm_im2_in_dec=not isinstance(model.dec_blocks[0].norm_y,
-                                                   torch.nn.Identity))
-    return arch
 
 
 def _grid_of(kwargs: dict, tokens: int, patch: int) -> tuple[int, int]:
@@ -154,9 +146,13 @@ def _grid_of(kwargs: dict, tokens: int, patch: int) -> tuple[int, int]:
 
 
 def _convert(container: Mapping, model) -> dict:
-    from embodied_vision.layers import resample_pos_embed_2d
+    """The file's state dict for `model`, whose `croco_kwargs()` states its architecture."""
     kwargs, source = croco_architecture(container)
-    expected = _model_arch(model)
+    if not callable(getattr(model, 'croco_kwargs', None)):
+        raise CheckpointError(f'{getattr(model, "name", type(model).__name__)} is not a CroCo '
+                              'model (it has no croco_kwargs() stating its architecture); '
+                              'a CroCo file loads into the croco_* encoders only')
+    expected = model.croco_kwargs()
     wrong = {k: (kwargs.get(k), v) for k, v in expected.items() if kwargs.get(k) != v}
     if wrong:
         details = ', '.join(f'{k}: file {f!r} vs model {m!r}' for k, (f, m) in wrong.items())
@@ -178,34 +174,14 @@ def _convert(container: Mapping, model) -> dict:
     return state
 
 
-# Registry names for the architecture of each official file: (encoder-only, two-view).
-_OFFICIAL_NAMES = {
-    'CroCo.pth': ('croco_vit_base', 'croco_pair_vit_base'),
-    'CroCo_V2_ViTBase_SmallDecoder.pth': ('croco_v2_vit_base', 'croco_v2_pair_vit_base_smalldec'),
-    'CroCo_V2_ViTBase_BaseDecoder.pth': ('croco_v2_vit_base', 'croco_v2_pair_vit_base_basedec'),
-    'CroCo_V2_ViTLarge_BaseDecoder.pth': ('croco_v2_vit_large',
-                                          'croco_v2_pair_vit_large_basedec'),
-}
-
-
-def _official_match(kwargs: dict) -> str | None:
-    """The official file whose architecture `kwargs` (over the v1 defaults) describe."""
-    from embodied_vision.encoders.croco import OFFICIAL_ARCHS
-    for file, official in OFFICIAL_ARCHS.items():
-        reference = {**V1_DEFAULTS, **official}
-        if all(kwargs.get(k) == reference[k] for k in _ENCODER_ARCH + _DECODER_ARCH):
-            return file
-    return None
-
-
 def _suggest(kwargs: dict, encoder_only: bool) -> str:
-    file = _official_match(kwargs)
-    if file is not None:
-        name = _OFFICIAL_NAMES[file][not encoder_only]
-        return f' It has the architecture of {file}: use {name}.'
+    release = match_release(kwargs)
+    if release is not None:
+        name = release.encoder if encoder_only else release.pair
+        return f' It has the architecture of {release.file}: use {name}.'
     return (' Build it with croco_from_checkpoint(path) or pass the architecture as '
             'create_encoder overrides: '
-            + ', '.join(f'{k}={kwargs.get(k)!r}' for k in _ENCODER_ARCH + _DECODER_ARCH))
+            + ', '.join(f'{k}={kwargs.get(k)!r}' for k in ENCODER_KEYS + DECODER_KEYS))
 
 
 CROCO_FORMAT = register_format(CheckpointFormat(
@@ -219,7 +195,6 @@ CROCO_FORMAT = register_format(CheckpointFormat(
 # ------------------------------------------------------------------------ loading
 def load_croco_checkpoint(model, path: str | os.PathLike) -> None:
     """Load an official CroCo file (releases and `pretrain.py` files) into `model`, strictly."""
-    from embodied_vision.checkpoints.loader import load_state_strict
     container = read_croco_checkpoint(path)
     if not _detect(container):
         keys = [str(k) for k in list(_state(container))[:8]]
@@ -229,32 +204,5 @@ def load_croco_checkpoint(model, path: str | os.PathLike) -> None:
     load_state_strict(model, state, f'{path} ({CROCO_FORMAT.description})')
     cfg = getattr(model, 'pretrained_cfg', None)
     if cfg is None or cfg.non_commercial:
-        warnings.warn(f'{getattr(model, "name", "CroCo")} weights from {path} are licensed '
-                      'CC-BY-NC-SA-4.0 (non-commercial use only)', stacklevel=2)
+        warn_licence(f'{getattr(model, "name", "CroCo")} weights from {path}', LICENSE)
     _logger.info('loaded CroCo weights into %s from %s', getattr(model, 'name', 'model'), path)
-
-
-def croco_from_checkpoint(path: str | os.PathLike, pair: bool = True, **overrides):
-    """Build the CroCo model a file describes and load it (eval mode).
-
-    Args:
-        path: an official release or a file written by upstream `pretrain.py`.
-        pair: the full two-view model (`CroCoPair`); False for the encoder-only embedding.
-        **overrides: extra constructor arguments (e.g. `img_size`).
-    """
-    from embodied_vision.encoders import create_encoder
-    from embodied_vision.encoders.croco import OFFICIAL_ARCHS
-    kwargs, _ = croco_architecture(read_croco_checkpoint(path))
-    file = _official_match(kwargs)
-    if file is None:  # self-trained: the v1 or v2 ViT-B entry with the differences as kwargs
-        file = 'CroCo.pth' if kwargs.get('pos_embed') == 'cosine' else \
-            'CroCo_V2_ViTBase_SmallDecoder.pth'
-    name = _OFFICIAL_NAMES[file][pair]
-    defaults = {**V1_DEFAULTS, **OFFICIAL_ARCHS[file]}
-    keys = ('img_size',) + _ENCODER_ARCH + ((_DECODER_ARCH + ('mask_ratio',)) if pair else ())
-    arch = {k: kwargs[k] for k in keys if k in kwargs and kwargs[k] != defaults[k]}
-    if isinstance(arch.get('img_size'), list):
-        arch['img_size'] = tuple(arch['img_size'])
-    model = create_encoder(name, **{**arch, **overrides})
-    load_croco_checkpoint(model, path)
-    return model.eval()

@@ -4,19 +4,22 @@ Official formats are read with `torch.load(weights_only=True)` (never arbitrary 
 detected from their keys, remapped by their converter and loaded with strict key and shape
 checks. Every failure raises `CheckpointError` naming the file, the format expected and the
 keys that are missing or unexpected.
+
+Nothing here knows a model: `load_checkpoint` is given the model and the weight sources
+(`PretrainedCfg`s) it may match; `embodied_vision.encoders.factory` looks them up.
 """
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 import logging
 import os
 from pathlib import Path
-import warnings
 
 import torch
 
-from embodied_vision.checkpoints import native
+from embodied_vision.checkpoints import artifact
 from embodied_vision.checkpoints._format import FORMATS, CheckpointError, allowed_globals
+from embodied_vision.checkpoints.licence import warn_licence
 
-__all__ = ['read_checkpoint', 'load_pretrained', 'load_encoder', 'load_state_strict']
+__all__ = ['read_checkpoint', 'load_checkpoint', 'load_state_strict']
 
 _logger = logging.getLogger(__name__)
 _SHOW = 8  # how many keys to list in an error
@@ -40,17 +43,19 @@ def _torch_load(path: Path) -> Mapping:
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[str, Mapping, dict]:
-    """Return `(format_name, container, config)`; config is empty for official formats."""
+    """Return `(format_name, container, config)`.
+
+    The config is empty for official formats; for our own artefacts it holds `kind`, `name`,
+    `license`, `non_commercial` and the kind's own fields (an encoder's `tag`, `kwargs`).
+    """
     path = Path(path).expanduser()
     if not path.exists():
         raise CheckpointError(f'checkpoint {path} does not exist')
-    if native.is_native(path):
-        try:
-            config, state = native.read_native(path)
-        except Exception as err:
-            raise CheckpointError(f'{path}: not a valid embodied_vision checkpoint '
-                                  f'(safetensors + config.json): {err}') from err
-        return native.FORMAT_NAME, state, config
+    if artifact.is_artifact(path):
+        found = artifact.read_artifact(path)
+        config = {'kind': found.kind, 'name': found.name, 'license': found.license,
+                  'non_commercial': found.non_commercial, **found.config}
+        return artifact.FORMAT_NAME, found.state, config
     container = _torch_load(path)
     for fmt in FORMATS.values():
         if fmt.detect(container):
@@ -85,19 +90,46 @@ def load_state_strict(model: torch.nn.Module, state: Mapping, source: str) -> No
     model.load_state_dict(state, strict=True)
 
 
-def _accepted_formats(model) -> dict[str, object]:
-    from embodied_vision.encoders import get_pretrained_cfgs
+def _accepted_formats(pretrained_cfgs: Sequence) -> dict[str, object]:
     accepted = {}
-    for cfg in get_pretrained_cfgs(model.name):
+    for cfg in pretrained_cfgs:
         for fmt in cfg.formats:
             accepted.setdefault(fmt, cfg)
     return accepted
 
 
-def load_pretrained(model, path: str | os.PathLike) -> None:
-    """Load weights from `path` (any supported format) into a registered encoder, strictly."""
-    fmt_name, container, config = read_checkpoint(path)
-    accepted = _accepted_formats(model)
+def _own_source(model, path, config: dict, pretrained_cfgs: Sequence):
+    """The source of the weights of one of our artefacts (None: trained here), after checking
+    that it holds the architecture and keyword arguments `model` was built with."""
+    if config.get('kind') != 'encoder':
+        raise CheckpointError(f'{path} holds {config.get("kind")} {config.get("name")!r}, not '
+                              f'an encoder; {model.name} loads encoder artefacts only')
+    if config.get('name') != model.name or config.get('kwargs', {}) != model.init_kwargs:
+        raise CheckpointError(
+            f'{path} was saved from {config.get("name")} with kwargs '
+            f'{config.get("kwargs")}, not {model.name} with {model.init_kwargs}; '
+            'rebuild it with embodied_vision.load_encoder(path)')
+    # Our format says where its weights came from: a published source's tag, or none
+    # (trained here), whatever tag the caller built the architecture with.
+    by_tag = {c.tag: c for c in pretrained_cfgs}
+    return by_tag.get(config.get('tag') or '')
+
+
+def load_checkpoint(model, path: str | os.PathLike, pretrained_cfgs: Sequence,
+                    found: tuple[str, Mapping, dict] | None = None) -> None:
+    """Load weights from `path` (any supported format) into `model`, strictly.
+
+    Args:
+        model: a model built by `embodied_vision.create_encoder`: its `name`, `init_kwargs`
+            and `pretrained_cfg` (the tag it was built with, or None) are read; on success
+            `pretrained_cfg` names the source of the weights loaded (None: trained here).
+        path: the checkpoint file or artefact directory.
+        pretrained_cfgs: the weight sources the architecture can hold, each with the
+            `formats` that carry it (the first per format is the one assumed).
+        found: `read_checkpoint(path)` when the caller has read it already.
+    """
+    fmt_name, container, config = read_checkpoint(path) if found is None else found
+    accepted = _accepted_formats(pretrained_cfgs)
     chosen = getattr(model, 'pretrained_cfg', None)
     names = {f: (FORMATS[f].description if f in FORMATS else 'embodied_vision safetensors')
              for f in accepted}
@@ -109,37 +141,17 @@ def load_pretrained(model, path: str | os.PathLike) -> None:
             f'{path} is a {fmt_name!r} checkpoint, but {model.name}.{chosen.tag} expects '
             f'{chosen.formats}; create {model.name}.{accepted[fmt_name].tag} instead')
     cfg = chosen if chosen is not None else accepted[fmt_name]
-    if fmt_name == native.FORMAT_NAME:
-        # Our format says where its weights came from: a published source's tag, or none
-        # (trained here), whatever tag the caller built the architecture with.
-        from embodied_vision.encoders import get_pretrained_cfgs
-        by_tag = {c.tag: c for c in get_pretrained_cfgs(model.name)}
-        cfg = by_tag.get(config.get('tag') or '')
-        if config.get('name') != model.name or config.get('kwargs', {}) != model.init_kwargs:
-            raise CheckpointError(
-                f'{path} was saved from {config.get("name")} with kwargs '
-                f'{config.get("kwargs")}, not {model.name} with {model.init_kwargs}; '
-                'rebuild it with embodied_vision.checkpoints.load_encoder(path)')
+    warned = False
+    if fmt_name == artifact.FORMAT_NAME:
+        cfg = _own_source(model, path, config, pretrained_cfgs)
         state = dict(container)
         description = 'embodied_vision checkpoint'
+        warned = bool(config.get('non_commercial'))  # read_artifact has warned already
     else:
         state = FORMATS[fmt_name].convert(container, model)
         description = FORMATS[fmt_name].description
     load_state_strict(model, state, f'{path} ({description})')
     model.pretrained_cfg = cfg
-    if cfg is not None and cfg.non_commercial:
-        warnings.warn(f'{model.name}.{cfg.tag} weights are licensed {cfg.license} '
-                      '(non-commercial use only)', stacklevel=3)
+    if cfg is not None and cfg.non_commercial and not warned:
+        warn_licence(f'{path} ({model.name}.{cfg.tag})', cfg.license, stacklevel=3)
     _logger.info('loaded %s into %s from %s', description, model.name, path)
-
-
-def load_encoder(path: str | os.PathLike):
-    """Rebuild an encoder from a checkpoint in our format (architecture from its config)."""
-    from embodied_vision.encoders import create_encoder
-    fmt_name, _, config = read_checkpoint(path)
-    if fmt_name != native.FORMAT_NAME:
-        raise CheckpointError(
-            f'{path} is an official {fmt_name!r} checkpoint, which does not record its '
-            "architecture: use create_encoder('<name>', checkpoint=path)")
-    name = config['name'] + (f".{config['tag']}" if config.get('tag') else '')
-    return create_encoder(name, checkpoint=path, **config.get('kwargs', {}))

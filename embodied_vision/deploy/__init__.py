@@ -11,7 +11,8 @@ from embodied_vision.deploy.compile import (
     resolve_backend,
 )
 from embodied_vision.deploy.export import export_encoder
+from embodied_vision.deploy.onnx_runtime import export_onnx
 from embodied_vision.deploy.parity import ParityError, ParityReport, measure_parity
 
 __all__ = ['BACKENDS', 'CompiledEncoder', 'ParityError', 'ParityReport', 'available_backends',
-           'compile', 'export_encoder', 'measure_parity', 'resolve_backend']
+           'compile', 'export_encoder', 'export_onnx', 'measure_parity', 'resolve_backend']

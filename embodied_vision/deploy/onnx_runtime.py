@@ -1,5 +1,8 @@
 """ONNX Runtime backend: dynamo ONNX export with a dynamic batch, cached on disk.
 
+The one ONNX export path of the package: names and dynamic axes come from the module's
+export contract, so encoders and heads of every modality go through `export_onnx`.
+
 The exported graph includes the encoder's in-model preprocessing, so it takes the same raw
 input as the eager module. Inputs of another dtype (uint8 frames) are cast to the export
 dtype on the way in.
@@ -19,20 +22,35 @@ __all__ = ['export_onnx', 'OnnxRuntimeModule']
 _logger = logging.getLogger(__name__)
 
 
-def export_onnx(encoder, path: str | os.PathLike, example_inputs: tuple[torch.Tensor, ...],
-                max_batch: int = 256) -> Path:
-    """Write `encoder` to an ONNX file with the torch.onnx dynamo exporter."""
+def export_onnx(module, path: str | os.PathLike,
+                example_inputs: tuple[torch.Tensor, ...] | None = None,
+                max_batch: int = 256, size: tuple[int, ...] | None = None) -> Path:
+    """Write `module` to an ONNX file with the torch.onnx dynamo exporter.
+
+    The module's contract says how: `example_inputs(batch, size)` (used when
+    `example_inputs` is None), `dynamic_shapes(n_inputs, max_batch)` (the dynamic axes) and
+    `export_names(n_inputs)` (input and output names). Encoders, downstream heads and any
+    model of another modality (voxel grids, point clouds) export through here.
+    """
+    missing = [m for m in ('example_inputs', 'dynamic_shapes', 'export_names')
+               if not callable(getattr(module, m, None))]
+    if missing:
+        raise TypeError(f'{type(module).__name__} cannot be exported: it lacks {missing} '
+                        '(the export contract of embodied_vision.encoders.Encoder)')
     require_package('onnxscript', 'core', 'ONNX export')
+    if example_inputs is None:
+        example_inputs = tuple(x.float() for x in module.example_inputs(2, size))
+    example_inputs = tuple(example_inputs)
+    input_names, output_names = module.export_names(len(example_inputs))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    dynamic = encoder.dynamic_shapes(n_inputs=len(example_inputs), max_batch=max_batch)
-    names = [f'input_{i}' for i in range(len(example_inputs))] if len(example_inputs) > 1 \
-        else ['input']
+    dynamic = module.dynamic_shapes(n_inputs=len(example_inputs), max_batch=max_batch)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        program = torch.onnx.export(encoder.eval(), tuple(example_inputs), dynamo=True,
-                                    dynamic_shapes=dynamic, input_names=names,
-                                    output_names=['embedding'], optimize=True, verbose=False)
+        program = torch.onnx.export(module.eval(), example_inputs, dynamo=True,
+                                    dynamic_shapes=dynamic, input_names=list(input_names),
+                                    output_names=list(output_names), optimize=True,
+                                    verbose=False)
     tmp = path.with_suffix('.tmp.onnx')
     program.save(str(tmp))
     os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
@@ -78,8 +96,8 @@ class OnnxRuntimeModule:
             raise ValueError(f'expected {len(self.input_names)} inputs, got {len(inputs)}')
         feeds = {name: _to_numpy(x, dtype)
                  for name, x, dtype in zip(self.input_names, inputs, self.input_dtypes)}
-        out = self.session.run(None, feeds)[0]
-        return torch.from_numpy(out).to(self.device)
+        outs = [torch.from_numpy(out).to(self.device) for out in self.session.run(None, feeds)]
+        return outs[0] if len(outs) == 1 else tuple(outs)
 
 
 _ORT_DTYPES = {'tensor(float)': np.float32, 'tensor(float16)': np.float16,

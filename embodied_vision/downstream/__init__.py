@@ -3,7 +3,6 @@ from embodied_vision.downstream.croco_geometry import (
     PairGeometryModel,
     create_pair_geometry_model,
     croco_dpt_hooks,
-    export_pair_geometry_onnx,
     load_pair_geometry_model,
     matrix_to_rotation_6d,
     rotation_6d_to_matrix,
@@ -11,5 +10,5 @@ from embodied_vision.downstream.croco_geometry import (
 )
 
 __all__ = ['PairGeometryModel', 'create_pair_geometry_model', 'croco_dpt_hooks',
-           'export_pair_geometry_onnx', 'load_pair_geometry_model', 'matrix_to_rotation_6d',
-           'rotation_6d_to_matrix', 'save_pair_geometry_model']
+           'load_pair_geometry_model', 'matrix_to_rotation_6d', 'rotation_6d_to_matrix',
+           'save_pair_geometry_model']

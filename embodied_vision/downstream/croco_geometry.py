@@ -23,42 +23,34 @@ camera axes (x right, y down, z forward); only the direction of `t` is observabl
 Inputs are RGB floats in 0..255, ImageNet-normalised inside the model (so the exported graph
 takes raw pixels).
 
-Checkpoint: a directory with `model.safetensors` and `config.json` (format
-`embodied_vision.pair_geometry`). Weights licence: whatever the backbone was initialised from;
-the official CroCo weights are CC BY-NC-SA 4.0 (non-commercial), recorded in the config and
-warned about on load.
+Checkpoint: a `head` artefact named `pair_geometry` (`checkpoints.artifact`). Weights licence:
+whatever the backbone was initialised from; the official CroCo weights are CC BY-NC-SA 4.0
+(non-commercial), recorded in the artefact and warned about on load. ONNX export:
+`deploy.export_onnx(model, path)`, with the names from `export_names`.
 """
-import json
 import logging
 import math
 import os
 from pathlib import Path
-import warnings
 
-import safetensors
-import safetensors.torch
 from timm.layers import Mlp
 import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
-from embodied_vision.checkpoints import CheckpointError, load_state_strict, read_checkpoint
-from embodied_vision.checkpoints.native import FORMAT_NAME as ENCODER_FORMAT
+from embodied_vision.checkpoints import CheckpointError, load_state_strict
+from embodied_vision.checkpoints.artifact import is_artifact, read_artifact, save_artifact
 from embodied_vision.encoders import create_encoder
 from embodied_vision.encoders.croco import IMAGENET_MEAN, IMAGENET_STD, CroCoPair
 from embodied_vision.layers.dpt import DPTHead
 
-__all__ = ['FORMAT_NAME', 'FORMAT_VERSION', 'PairGeometryModel', 'PoseHead',
-           'create_pair_geometry_model', 'croco_dpt_hooks', 'export_pair_geometry_onnx',
-           'load_pair_geometry_model', 'matrix_to_rotation_6d', 'rotation_6d_to_matrix',
-           'save_pair_geometry_model']
+__all__ = ['HEAD_NAME', 'PairGeometryModel', 'PoseHead', 'create_pair_geometry_model',
+           'croco_dpt_hooks', 'load_pair_geometry_model', 'matrix_to_rotation_6d',
+           'rotation_6d_to_matrix', 'save_pair_geometry_model']
 
 _logger = logging.getLogger(__name__)
 
-FORMAT_NAME = 'embodied_vision.pair_geometry'
-FORMAT_VERSION = 1
-WEIGHTS_FILE = 'model.safetensors'
-CONFIG_FILE = 'config.json'
+HEAD_NAME = 'pair_geometry'   # its name in the artefact envelope
 _LOG_DEPTH_RANGE = (-8.0, 8.0)   # exp -> 0.3 mm .. 3 km, keeps exp finite in fp16 too
 _MAX_LOG_SCALE = 6.0
 
@@ -184,9 +176,6 @@ class PairGeometryModel(nn.Module):
                              persistent=False)
         self.backbone_frozen = False
         self.backbone_source = ''
-        cfg = getattr(backbone, 'pretrained_cfg', None)
-        self.weights_license = cfg.license if cfg is not None else ''
-        self.non_commercial = bool(cfg.non_commercial) if cfg is not None else False
 
     # ------------------------------------------------------------------ properties
     @property
@@ -302,35 +291,37 @@ class PairGeometryModel(nn.Module):
         batch = torch.export.Dim('batch', min=1, max=max(2, max_batch))
         return tuple({0: batch} for _ in range(n_inputs))
 
+    def export_names(self, n_inputs: int = 1) -> tuple[list[str], list[str]]:
+        """Input and output names of the exported graph (`deploy.export_onnx`)."""
+        return ['pair'], ['depth', 'pose']
+
     def config(self) -> dict:
         """The JSON config that rebuilds this model (`load_pair_geometry_model`)."""
-        from embodied_vision import __version__
         return {
-            'format': FORMAT_NAME, 'format_version': FORMAT_VERSION,
             'backbone': self.backbone.name, 'backbone_kwargs': dict(self.backbone.init_kwargs),
             'backbone_source': self.backbone_source, 'head': dict(self.head_config),
             'input_size': list(self.input_size), 'patch_size': self.patch_size,
-            'license': self.weights_license, 'non_commercial': self.non_commercial,
             'outputs': {'depth': 'metres of view 1', 'rotation': 'x_cam1 = R @ x_cam2 + t',
                         'translation': 'unit direction of t'},
-            'versions': {'embodied_vision': __version__, 'torch': torch.__version__},
         }
 
 
 # ----------------------------------------------------------------------- building
 def _backbone_from_checkpoint(backbone: str, path: str, overrides: dict):
-    fmt, state, config = read_checkpoint(path)
-    if fmt != ENCODER_FORMAT:   # official CroCo file: the registry entry converts and checks
+    if not is_artifact(path):   # official CroCo file: the registry entry converts and checks
         return create_encoder(backbone, checkpoint=path, **overrides)
-    if config.get('format') == FORMAT_NAME:
-        raise CheckpointError(f'{path} is a pair-geometry model, not a backbone; load it with '
-                              'load_pair_geometry_model(path)')
+    found = read_artifact(path)
+    if found.kind != 'encoder':
+        raise CheckpointError(f'{path} is a {found.kind} {found.name!r}, not a backbone; a '
+                              'pair-geometry model loads with load_pair_geometry_model(path)')
+    state, config = found.state, {'name': found.name, **found.config}
     name = config.get('name', '')
     if name != backbone.split('.')[0]:
         _logger.info('backbone %s: using the architecture recorded in %s (%s)', backbone,
                      path, name)
     model = create_encoder(name, **{**config.get('kwargs', {}), **overrides})
     load_state_strict(model, state, f'{path} (embodied_vision checkpoint)')
+    model.weights_license, model.non_commercial = found.license, found.non_commercial
     return model
 
 
@@ -363,80 +354,25 @@ def create_pair_geometry_model(backbone: str = 'croco_v2_pair_vit_base_smalldec'
 
 
 def save_pair_geometry_model(model: PairGeometryModel, directory: str | os.PathLike) -> Path:
-    """Write `model.safetensors` + `config.json` to `directory` (created); returns it."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = model.config()
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    safetensors.torch.save_file(state, str(directory / WEIGHTS_FILE),
-                                metadata={'format': FORMAT_NAME})
-    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + '\n')
-    return directory
+    """Write the model as a `head` artefact (`checkpoints.artifact`) to `directory`."""
+    return save_artifact(directory, model, 'head', HEAD_NAME, model.config())
 
 
 def load_pair_geometry_model(directory: str | os.PathLike,
                              map_location: str | torch.device = 'cpu') -> PairGeometryModel:
-    """Rebuild a model written by `save_pair_geometry_model` (eval mode, on `map_location`)."""
-    directory = Path(directory).expanduser()
-    expected = (f'a directory with {WEIGHTS_FILE} and {CONFIG_FILE} written by '
-                'save_pair_geometry_model')
-    if not directory.is_dir():
-        raise CheckpointError(f'pair-geometry model {directory} does not exist or is not a '
-                              f'directory; expected {expected}')
-    missing = [f for f in (WEIGHTS_FILE, CONFIG_FILE) if not (directory / f).is_file()]
-    if missing:
-        raise CheckpointError(f'{directory} lacks {missing}; expected {expected}')
-    try:
-        config = json.loads((directory / CONFIG_FILE).read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f'{directory / CONFIG_FILE} is not valid JSON ({err}); '
-                              f'expected {expected}') from err
-    if not isinstance(config, dict) or config.get('format') != FORMAT_NAME:
-        found = config.get('format') if isinstance(config, dict) else type(config).__name__
-        raise CheckpointError(f'{directory / CONFIG_FILE} has format {found!r}, expected '
-                              f'{FORMAT_NAME!r} ({expected})')
-    if int(config.get('format_version', 0)) > FORMAT_VERSION:
-        raise CheckpointError(f'{directory} has format_version {config["format_version"]}; '
-                              f'this embodied_vision reads up to {FORMAT_VERSION}')
-    try:
-        with safetensors.safe_open(str(directory / WEIGHTS_FILE), framework='pt') as handle:
-            state = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise CheckpointError(f'{directory / WEIGHTS_FILE} cannot be read as safetensors '
-                              f'({type(err).__name__}: {err}); expected {expected}') from err
-    backbone = create_encoder(config['backbone'], **config.get('backbone_kwargs', {}))
-    head = dict(config.get('head', {}))
-    model = PairGeometryModel(backbone, **head)
-    load_state_strict(model, state, f'{directory} (pair-geometry model)')
-    model.backbone_source = config.get('backbone_source', '')
-    model.weights_license = config.get('license', '')
-    model.non_commercial = bool(config.get('non_commercial', False))
-    if config.get('non_commercial'):
-        warnings.warn(f'{directory}: backbone weights are licensed {config.get("license")} '
-                      '(non-commercial use only)', stacklevel=2)
-    return model.to(map_location).eval()
+    """Rebuild a model written by `save_pair_geometry_model` (eval mode, on `map_location`).
 
-
-def export_pair_geometry_onnx(model: PairGeometryModel, path: str | os.PathLike,
-                              input_size: tuple[int, int] | None = None,
-                              max_batch: int = 16) -> Path:
-    """ONNX file (torch dynamo exporter, dynamic batch) of `forward`.
-
-    Input `pair` `(B, 6, H, W)` 0..255 float32 at `input_size` (default `model.input_size`);
-    outputs `depth (B, 1, H, W)` and `pose (B, 9)`.
+    Warns when the backbone's weights are non-commercial.
     """
-    from embodied_vision.utils import require_package
-    require_package('onnxscript', 'core', 'ONNX export')
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    example = model.example_inputs(2, input_size)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        program = torch.onnx.export(model.eval(), example, dynamo=True,
-                                    dynamic_shapes=model.dynamic_shapes(1, max_batch),
-                                    input_names=['pair'], output_names=['depth', 'pose'],
-                                    optimize=True, verbose=False)
-    tmp = path.with_suffix('.tmp.onnx')
-    program.save(str(tmp))
-    os.replace(tmp, path)
-    return path
+    try:
+        found = read_artifact(directory, kind='head', name=HEAD_NAME)
+    except CheckpointError as err:
+        raise CheckpointError(f'{err} (load_pair_geometry_model reads what '
+                              'save_pair_geometry_model wrote)') from None
+    config = found.config
+    backbone = create_encoder(config['backbone'], **config.get('backbone_kwargs', {}))
+    model = PairGeometryModel(backbone, **dict(config.get('head', {})))
+    load_state_strict(model, found.state, f'{found.path} (pair-geometry model)')
+    model.backbone_source = config.get('backbone_source', '')
+    model.weights_license, model.non_commercial = found.license, found.non_commercial
+    return model.to(map_location).eval()

@@ -3,13 +3,13 @@ from embodied_vision.encoders import film_resnet, r3m_resnet  # noqa: F401  (reg
 from embodied_vision.encoders._contract import InputContract
 from embodied_vision.encoders._registry import (
     PretrainedCfg,
-    create_encoder,
     get_pretrained_cfgs,
     list_encoders,
     register_encoder,
 )
 from embodied_vision.encoders.base import Encoder
 from embodied_vision.encoders.croco import CroCoEncoder, CroCoPair  # noqa: F401  (registration)
+from embodied_vision.encoders.factory import create_encoder, load_encoder, load_pretrained
 
 __all__ = ['Encoder', 'InputContract', 'PretrainedCfg', 'create_encoder', 'get_pretrained_cfgs',
-           'list_encoders', 'register_encoder']
+           'list_encoders', 'load_encoder', 'load_pretrained', 'register_encoder']

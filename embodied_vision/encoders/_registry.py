@@ -1,7 +1,8 @@
-"""Encoder registry and factory in the timm style: `arch.tag` names, decorated entrypoints.
+"""Encoder registry in the timm style: `arch.tag` names, decorated entrypoints.
 
 `arch` names a model architecture (`r3m_resnet50`); the optional `tag` names the weights it
-expects (`r3m_resnet50.ego4d`). Weights are never downloaded: `checkpoint=` is a user path.
+expects (`r3m_resnet50.ego4d`). A leaf: it knows no checkpoint readers; `factory.py` builds
+encoders from it and loads their weights.
 """
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,8 +10,8 @@ import difflib
 import logging
 import warnings
 
-__all__ = ['PretrainedCfg', 'register_encoder', 'create_encoder', 'list_encoders',
-           'get_pretrained_cfgs', 'split_name']
+__all__ = ['PretrainedCfg', 'encoder_entrypoint', 'get_pretrained_cfg', 'get_pretrained_cfgs',
+           'list_encoders', 'register_encoder', 'split_name']
 
 _logger = logging.getLogger(__name__)
 
@@ -84,34 +85,20 @@ def get_pretrained_cfgs(arch: str) -> list[PretrainedCfg]:
     return list(_PRETRAINED[arch])
 
 
-def create_encoder(name: str, checkpoint: str | None = None, **overrides):
-    """Build a registered encoder, optionally loading weights from a user-supplied file.
-
-    Args:
-        name: `arch` or `arch.tag` (see `list_encoders(with_tags=True)`).
-        checkpoint: path to an official checkpoint or one in our own format (a directory or
-            `.safetensors` file with its JSON config). The format is detected from the keys.
-        **overrides: keyword arguments of the architecture (e.g. `image_size`).
-
-    Returns:
-        The encoder in eval mode.
-    """
-    arch, tag = split_name(name)
+def encoder_entrypoint(arch: str) -> Callable:
+    """The registered function that builds architecture `arch`."""
     if arch not in _ENTRYPOINTS:
         raise _unknown('encoder', arch, list(_ENTRYPOINTS))
-    pretrained_cfg = None
-    if tag:
-        by_tag = {cfg.tag: cfg for cfg in _PRETRAINED[arch]}
-        if tag not in by_tag:
-            raise _unknown(f'weights tag for {arch}', tag, list(by_tag))
-        pretrained_cfg = by_tag[tag]
-    model = _ENTRYPOINTS[arch](**overrides)
-    model.name = arch
-    model.init_kwargs = dict(overrides)
-    # Which published weights the model holds: set by a tag, or by loading a checkpoint of a
-    # known source; None for random init and for weights trained here.
-    model.pretrained_cfg = pretrained_cfg
-    if checkpoint is not None:
-        from embodied_vision.checkpoints import load_pretrained
-        load_pretrained(model, checkpoint)
-    return model.eval()
+    return _ENTRYPOINTS[arch]
+
+
+def get_pretrained_cfg(name: str) -> PretrainedCfg | None:
+    """The weight source that tag of `arch.tag` names; None for a bare `arch`."""
+    arch, tag = split_name(name)
+    cfgs = get_pretrained_cfgs(arch)
+    if not tag:
+        return None
+    by_tag = {cfg.tag: cfg for cfg in cfgs}
+    if tag not in by_tag:
+        raise _unknown(f'weights tag for {arch}', tag, list(by_tag))
+    return by_tag[tag]

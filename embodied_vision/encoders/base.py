@@ -95,3 +95,9 @@ class Encoder(nn.Module, metaclass=ABCMeta):
         """
         batch = torch.export.Dim('batch', min=1, max=max(2, max_batch))
         return tuple({0: batch} for _ in range(n_inputs))
+
+    def export_names(self, n_inputs: int = 1) -> tuple[list[str], list[str]]:
+        """Input and output names of an exported graph: `input` (or `input_0`, `input_1`,
+        ...) and `embedding`."""
+        inputs = ['input'] if n_inputs == 1 else [f'input_{i}' for i in range(n_inputs)]
+        return inputs, ['embedding']

@@ -35,8 +35,10 @@ channels 0-2, view 2 in 3-5 (`CroCoPair.join_views`).
 
 Weights licence: the official checkpoints (`CroCo.pth`, `CroCo_V2_*.pth`) are CC BY-NC-SA 4.0
 (non-commercial, share-alike; the code's terms, no separate weights licence). They are
-loaded from a user-supplied path by `embodied_vision.checkpoints.croco` and a
-non-commercial warning is raised on load.
+loaded from a user-supplied path by `embodied_vision.checkpoints.croco` (`create_encoder(name,
+checkpoint=path)`, or `croco_from_checkpoint(path)` for the architecture a file describes)
+and a non-commercial warning is raised on load. Their architectures are the table in
+`embodied_vision.checkpoints.croco_archs`, which the registry entries below read.
 """
 from collections.abc import Callable
 import logging
@@ -48,9 +50,23 @@ import torch
 from torch import nn
 import torch.utils.checkpoint
 
+from embodied_vision.checkpoints.croco import (
+    croco_architecture,
+    load_croco_checkpoint,
+    read_croco_checkpoint,
+)
+from embodied_vision.checkpoints.croco_archs import (
+    DECODER_KEYS,
+    ENCODER_KEYS,
+    LICENSE,
+    ORIGIN,
+    RELEASES,
+    match_release,
+)
 from embodied_vision.encoders._contract import InputContract
 from embodied_vision.encoders._registry import PretrainedCfg, register_encoder
 from embodied_vision.encoders.base import Encoder
+from embodied_vision.encoders.factory import create_encoder
 from embodied_vision.layers import (
     DecoderBlock,
     EncoderBlock,
@@ -58,11 +74,12 @@ from embodied_vision.layers import (
     resample_pos_embed_2d,
     sincos_pos_embed_2d,
 )
+from embodied_vision.layers.masking import masked_mse_loss, random_mask
 
-__all__ = ['CroCoEncoder', 'CroCoPair', 'IMAGENET_MEAN', 'IMAGENET_STD', 'masked_mse_loss',
-           'random_mask', 'croco_vit_base', 'croco_v2_vit_base', 'croco_v2_vit_large',
-           'croco_pair_vit_base', 'croco_v2_pair_vit_base_smalldec',
-           'croco_v2_pair_vit_base_basedec', 'croco_v2_pair_vit_large_basedec']
+__all__ = ['CroCoEncoder', 'CroCoPair', 'IMAGENET_MEAN', 'IMAGENET_STD', 'croco_from_checkpoint',
+           'croco_vit_base', 'croco_v2_vit_base', 'croco_v2_vit_large', 'croco_pair_vit_base',
+           'croco_v2_pair_vit_base_smalldec', 'croco_v2_pair_vit_base_basedec',
+           'croco_v2_pair_vit_large_basedec']
 
 _logger = logging.getLogger(__name__)
 
@@ -93,37 +110,6 @@ def _rope_base(pos_embed: str) -> float | None:
         raise ValueError(f"pos_embed={pos_embed!r} is not 'cosine' or 'RoPE<base>' "
                          "(e.g. 'RoPE100')")
     return float(match.group(1))
-
-
-def random_mask(batch: int, num_patches: int, ratio: float, device=None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """`(batch, num_patches)` bool mask, True = masked: exactly `floor(ratio * N)` per row.
-
-    Uniform and independent per sample, like CroCo's `RandomMask` (not Bernoulli).
-    """
-    if not 0.0 <= ratio < 1.0:
-        raise ValueError(f'mask ratio={ratio} must be in [0, 1)')
-    num_masked = int(ratio * num_patches)
-    noise = torch.rand(batch, num_patches, generator=generator, device=device)
-    order = noise.argsort(dim=1)
-    mask = torch.zeros(batch, num_patches, dtype=torch.bool, device=device)
-    return mask.scatter(1, order[:, :num_masked], True)
-
-
-def masked_mse_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                    norm_pix: bool = True, eps: float = 1e-6) -> torch.Tensor:
-    """CroCo's MaskedMSE: pixel MSE averaged per patch, then over masked patches only.
-
-    With `norm_pix`, each target patch becomes `(t - mean) / sqrt(var + eps)` with the
-    unbiased variance, as upstream `norm_pix_loss`.
-    """
-    if norm_pix:
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True, correction=1)
-        target = (target - mean) / (var + eps).sqrt()
-    per_patch = (pred - target).pow(2).mean(dim=-1)
-    weights = mask.to(per_patch.dtype)
-    return (per_patch * weights).sum() / weights.sum().clamp_min(1.0)
 
 
 class CroCoEncoder(Encoder):
@@ -255,6 +241,13 @@ class CroCoEncoder(Encoder):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
+    def croco_kwargs(self) -> dict:
+        """The upstream `CroCoNet` keyword arguments that fix these weights (checked on load)."""
+        return {'patch_size': self.patch_size, 'enc_embed_dim': self.enc_embed_dim,
+                'enc_depth': len(self.enc_blocks),
+                'enc_num_heads': self.enc_blocks[0].attn.num_heads,
+                'mlp_ratio': self.mlp_ratio, 'pos_embed': self.pos_embed}
+
     def no_weight_decay(self) -> set[str]:
         return {'mask_token', 'enc_pos_embed', 'dec_pos_embed'}
 
@@ -337,6 +330,13 @@ class CroCoPair(CroCoEncoder):
             raise ValueError('expected an image pair (B,6,H,W) (view 1 in channels 0-2, '
                              f'view 2 in 3-5), got {tuple(pair.shape)}')
         return pair[:, :3], pair[:, 3:]
+
+    def croco_kwargs(self) -> dict:
+        """The encoder's `CroCoNet` keyword arguments and the decoder's."""
+        return {**super().croco_kwargs(), 'dec_embed_dim': self.dec_embed_dim,
+                'dec_depth': len(self.dec_blocks),
+                'dec_num_heads': self.dec_blocks[0].attn.num_heads,
+                'norm_im2_in_dec': not isinstance(self.dec_blocks[0].norm_y, nn.Identity)}
 
     def decode(self, feat1: torch.Tensor, feat2: torch.Tensor, grid: tuple[int, int],
                ids_keep: torch.Tensor | None = None,
@@ -464,33 +464,38 @@ def _init_patch_embed(patch_embed: PatchEmbed) -> None:
 
 
 # ------------------------------------------------------------------------- registry
-_V1 = {'pos_embed': 'cosine'}
-_V2 = {'pos_embed': 'RoPE100'}
-_VIT_B = {'enc_embed_dim': 768, 'enc_depth': 12, 'enc_num_heads': 12}
-_VIT_L = {'enc_embed_dim': 1024, 'enc_depth': 24, 'enc_num_heads': 16}
-_DEC_SMALL = {'dec_embed_dim': 512, 'dec_depth': 8, 'dec_num_heads': 16}
-_DEC_BASE = {'dec_embed_dim': 768, 'dec_depth': 12, 'dec_num_heads': 12}
-_ORIGIN = 'https://download.europe.naverlabs.com/ComputerVision/CroCo/'
-_LICENSE = 'CC-BY-NC-SA-4.0'
-# Architecture of each official file (the registry entry with these defaults loads it).
-OFFICIAL_ARCHS = {
-    'CroCo.pth': {**_V1, **_VIT_B, **_DEC_SMALL},
-    'CroCo_V2_ViTBase_SmallDecoder.pth': {**_V2, **_VIT_B, **_DEC_SMALL},
-    'CroCo_V2_ViTBase_BaseDecoder.pth': {**_V2, **_VIT_B, **_DEC_BASE},
-    'CroCo_V2_ViTLarge_BaseDecoder.pth': {**_V2, **_VIT_L, **_DEC_BASE},
-}
-
-
 def _cfg(tag: str, file: str, encoder_only: bool = False) -> PretrainedCfg:
     version = 'v1' if file == 'CroCo.pth' else 'v2'
     what = 'encoder weights of ' if encoder_only else ''
     return PretrainedCfg(
-        tag=tag, formats=('croco', 'embodied_vision'), license=_LICENSE,
-        origin_url=_ORIGIN + file, non_commercial=True,
-        paper='arXiv:2210.10716' if version == 'v1' else 'arXiv:2211.10408',
+        tag=tag, formats=('croco', 'embodied_vision'), license=LICENSE,
+        origin_url=ORIGIN + file, non_commercial=True, paper=RELEASES[file].paper,
         notes=(f'{what}the official CroCo {version} release {file} (state dict under '
                "'model'; the v2 files add 'croco_kwargs'); files written by upstream "
                "pretrain.py (architecture in args.model) load too"))
+
+
+def croco_from_checkpoint(path, pair: bool = True, **overrides) -> CroCoEncoder:
+    """Build the CroCo model a file describes and load it (eval mode).
+
+    Args:
+        path: an official release or a file written by upstream `pretrain.py`.
+        pair: the full two-view model (`CroCoPair`); False for the encoder-only embedding.
+        **overrides: extra constructor arguments (e.g. `img_size`).
+    """
+    kwargs, _ = croco_architecture(read_croco_checkpoint(path))
+    release = match_release(kwargs)
+    if release is None:  # self-trained: the v1 or v2 ViT-B entry with the differences as kwargs
+        release = RELEASES['CroCo.pth' if kwargs.get('pos_embed') == 'cosine' else
+                           'CroCo_V2_ViTBase_SmallDecoder.pth']
+    defaults = release.architecture()
+    keys = ('img_size',) + ENCODER_KEYS + ((DECODER_KEYS + ('mask_ratio',)) if pair else ())
+    arch = {k: kwargs[k] for k in keys if k in kwargs and kwargs[k] != defaults[k]}
+    if isinstance(arch.get('img_size'), list):
+        arch['img_size'] = tuple(arch['img_size'])
+    model = create_encoder(release.pair if pair else release.encoder, **{**arch, **overrides})
+    load_croco_checkpoint(model, path)
+    return model.eval()
 
 
 def _create(cls: Callable, defaults: dict, overrides: dict):
@@ -500,41 +505,43 @@ def _create(cls: Callable, defaults: dict, overrides: dict):
 @register_encoder(_cfg('habitat_pairs', 'CroCo.pth', encoder_only=True))
 def croco_vit_base(**kwargs) -> CroCoEncoder:
     """CroCo v1 ViT-B/16 encoder, 2D sin-cos positions: 768-d embedding."""
-    return _create(CroCoEncoder, {**_V1, **_VIT_B}, kwargs)
+    return _create(CroCoEncoder, RELEASES['CroCo.pth'].encoder_kwargs(), kwargs)
 
 
 @register_encoder(_cfg('habitat_real_smalldec', 'CroCo_V2_ViTBase_SmallDecoder.pth', True),
                   _cfg('habitat_real_basedec', 'CroCo_V2_ViTBase_BaseDecoder.pth', True))
 def croco_v2_vit_base(**kwargs) -> CroCoEncoder:
     """CroCo v2 ViT-B/16 encoder, RoPE100: 768-d embedding."""
-    return _create(CroCoEncoder, {**_V2, **_VIT_B}, kwargs)
+    return _create(CroCoEncoder, RELEASES['CroCo_V2_ViTBase_SmallDecoder.pth'].encoder_kwargs(),
+                   kwargs)
 
 
 @register_encoder(_cfg('habitat_real_basedec', 'CroCo_V2_ViTLarge_BaseDecoder.pth', True))
 def croco_v2_vit_large(**kwargs) -> CroCoEncoder:
     """CroCo v2 ViT-L/16 encoder, RoPE100: 1024-d embedding."""
-    return _create(CroCoEncoder, {**_V2, **_VIT_L}, kwargs)
+    return _create(CroCoEncoder, RELEASES['CroCo_V2_ViTLarge_BaseDecoder.pth'].encoder_kwargs(),
+                   kwargs)
 
 
 @register_encoder(_cfg('habitat_pairs', 'CroCo.pth'))
 def croco_pair_vit_base(**kwargs) -> CroCoPair:
     """CroCo v1 two-view model, ViT-B encoder + small decoder (512/8/16): 512-d embedding."""
-    return _create(CroCoPair, OFFICIAL_ARCHS['CroCo.pth'], kwargs)
+    return _create(CroCoPair, RELEASES['CroCo.pth'].kwargs, kwargs)
 
 
 @register_encoder(_cfg('habitat_real', 'CroCo_V2_ViTBase_SmallDecoder.pth'))
 def croco_v2_pair_vit_base_smalldec(**kwargs) -> CroCoPair:
     """CroCo v2 two-view model, ViT-B + small decoder, RoPE100: 512-d embedding."""
-    return _create(CroCoPair, OFFICIAL_ARCHS['CroCo_V2_ViTBase_SmallDecoder.pth'], kwargs)
+    return _create(CroCoPair, RELEASES['CroCo_V2_ViTBase_SmallDecoder.pth'].kwargs, kwargs)
 
 
 @register_encoder(_cfg('habitat_real', 'CroCo_V2_ViTBase_BaseDecoder.pth'))
 def croco_v2_pair_vit_base_basedec(**kwargs) -> CroCoPair:
     """CroCo v2 two-view model, ViT-B + base decoder (768/12/12), RoPE100: 768-d."""
-    return _create(CroCoPair, OFFICIAL_ARCHS['CroCo_V2_ViTBase_BaseDecoder.pth'], kwargs)
+    return _create(CroCoPair, RELEASES['CroCo_V2_ViTBase_BaseDecoder.pth'].kwargs, kwargs)
 
 
 @register_encoder(_cfg('habitat_real', 'CroCo_V2_ViTLarge_BaseDecoder.pth'))
 def croco_v2_pair_vit_large_basedec(**kwargs) -> CroCoPair:
     """CroCo v2 two-view model, ViT-L + base decoder, RoPE100: 768-d embedding."""
-    return _create(CroCoPair, OFFICIAL_ARCHS['CroCo_V2_ViTLarge_BaseDecoder.pth'], kwargs)
+    return _create(CroCoPair, RELEASES['CroCo_V2_ViTLarge_BaseDecoder.pth'].kwargs, kwargs)

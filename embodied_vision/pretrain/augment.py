@@ -1,8 +1,18 @@
 """Image augmentations used by the pretraining objectives (batched, no Python loop per pixel)."""
 import torch
 import torch.nn.functional as F  # noqa: N812
+from torchvision.transforms import v2
 
-__all__ = ['pad_random_crop']
+__all__ = ['colour_jitter', 'pad_random_crop']
+
+
+def colour_jitter(strength: float) -> v2.ColorJitter | None:
+    """Upstream CroCo's colour jitter: brightness, contrast and saturation factors uniform in
+    `[1 - strength, 1 + strength]`, hue untouched, applied in random order to a [0, 1] float
+    image (clamped after each); None for `strength <= 0`."""
+    if strength <= 0:
+        return None
+    return v2.ColorJitter(brightness=strength, contrast=strength, saturation=strength, hue=0.0)
 
 
 def pad_random_crop(images: torch.Tensor, pad: int, generator: torch.Generator | None = None

@@ -52,15 +52,7 @@ def _load(path: str, encoder_name: str | None, checkpoint: str | None,
     policy = ScriptedExpertPolicy() if path == 'scripted_expert' else load_policy(path)
     if policy_options:
         _set_policy_options(policy, path, policy_options)
-    encoder = None
-    if getattr(policy, 'name', '') == 'bc_mlp':
-        import torch
-
-        from embodied_vision import create_encoder, deploy
-        encoder = deploy.compile(create_encoder(encoder_name or policy.config.encoder_name,
-                                                checkpoint=checkpoint), 'auto',
-                                 input_size=(policy.config.image_size,) * 2,
-                                 input_dtype=torch.uint8)
+    encoder = policy.processor_class.frozen_encoder(policy, encoder_name, checkpoint)
     return policy, encoder
 
 
@@ -89,13 +81,13 @@ def evaluate_policy_path(path: str, args) -> dict:
     options = getattr(args, 'policy_options', {})
     policy, encoder = _load(path, args.encoder, args.checkpoint, options)
     config = getattr(policy, 'config', None)
-    default_camera = 'wrist' if getattr(policy, 'name', '') == 'mbs' else 'front'
-    camera = args.camera or getattr(config, 'camera', None) or default_camera
+    processor_class = policy.processor_class
+    camera = args.camera or getattr(config, 'camera', None) or processor_class.default_camera
     size = args.size or getattr(config, 'image_size', None) or 128
     policy_domain = getattr(args, 'policy_domain', None) or args.domain
-    if policy_domain != args.domain and getattr(policy, 'name', '') != 'l4s_bc':
-        raise ValueError(f'--policy-domain: {path} is a {getattr(policy, "name", "policy")!r} '
-                         'policy, which is not told its domain (only l4s_bc is)')
+    if policy_domain != args.domain and not processor_class.domain_conditioned:
+        raise ValueError(f'--policy-domain: {path} is a {policy.name!r} policy, which is not '
+                         'told its domain (only domain-conditioned policies, e.g. l4s_bc, are)')
 
     def make_env():
         return gym.make(f'embodied_vision/{args.task}-v0', cameras=(camera,), image_size=size,

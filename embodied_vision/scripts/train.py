@@ -1,11 +1,14 @@
 """`embodied-vision train experiment=<name> [key=value ...]`: the one training entry point.
 
 Composes `embodied_vision/configs/train.yaml` with an experiment file from
-`configs/experiment/`, instantiates its `task`, optimiser and scheduler, and runs the shared
-`Trainer`. The run folder is `runs/<name>` (override `hydra.run.dir=...`): running the same
-command again resumes from its last checkpoint. Multi-GPU / multi-node:
+`configs/experiment/`, creates its `task` by name (`embodied_vision.training.create_task`),
+its optimiser and scheduler, and runs the shared `Trainer`. The run folder is `runs/<name>`
+(override `hydra.run.dir=...`): running the same command again resumes from its last
+checkpoint. Multi-GPU / multi-node:
 `torchrun --nproc_per_node=N -m embodied_vision.scripts.train experiment=...`.
+`embodied-vision train --help` lists the experiments and the registered tasks.
 """
+from importlib import resources
 import logging
 import sys
 
@@ -13,18 +16,20 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from embodied_vision.training import Trainer, TrainerConfig
+from embodied_vision.training import Trainer, TrainerConfig, get_task, list_tasks
+from embodied_vision.training.registry import task_module
 
-__all__ = ['train', 'main']
+__all__ = ['train', 'train_help', 'main']
 
 _logger = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict:
     """Build the task from `cfg` and train it; returns the run summary."""
-    if cfg.get('task') is None:
+    if cfg.get('task') is None or OmegaConf.is_missing(cfg.task, 'name'):
         raise ValueError('no task: pick an experiment, e.g. `embodied-vision train '
-                         'experiment=lang4sim2real_pretrain`')
+                         'experiment=lang4sim2real_pretrain` (`embodied-vision train --help` '
+                         'lists them)')
     trainer_fields = OmegaConf.to_container(cfg.trainer, resolve=True)
     if not trainer_fields.get('out_dir'):
         trainer_fields['out_dir'] = HydraConfig.get().runtime.output_dir
@@ -38,6 +43,45 @@ def train(cfg: DictConfig) -> dict:
     return summary
 
 
+def _experiments() -> dict[str, str]:
+    """`{experiment: its task name}` of the packaged experiment files."""
+    folder = resources.files('embodied_vision.configs') / 'experiment'
+    found = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith('.yaml'):
+            task = OmegaConf.create(entry.read_text()).get('task') or {}
+            found[entry.name.removesuffix('.yaml')] = task.get('name', '?')
+    return found
+
+
+def _summary(name: str) -> str:
+    """First docstring line of a task, or why its module cannot be imported (e.g. an
+    optional dependency is missing)."""
+    try:
+        doc = (get_task(name).__doc__ or '').strip()
+    except Exception as err:  # noqa: BLE001 - a help listing names a broken module, never dies
+        return f'(cannot import here: {type(err).__name__}: {err})'
+    return doc.splitlines()[0] if doc else ''
+
+
+def train_help() -> str:
+    """The text of `embodied-vision train --help`: usage, experiments, registered tasks."""
+    experiments = _experiments()
+    tasks = list_tasks()
+    width = max(len(n) for n in [*experiments, *tasks, 'experiment'])
+    lines = ['usage: embodied-vision train experiment=NAME [KEY=VALUE ...]', '',
+             'Hydra overrides of embodied_vision/configs/train.yaml; re-running a command',
+             'resumes its run (runs/<name>/checkpoints/last.pt). --cfg job prints the composed',
+             "config, --multirun sweeps, --hydra-help shows hydra's own flags.", '',
+             'experiments (experiment=NAME, embodied_vision/configs/experiment/):']
+    lines += [f'  {n:<{width}}  task {t}' for n, t in experiments.items()]
+    lines += ['', 'training tasks (task.name=NAME; module training_<NAME>.py, '
+              'embodied_vision.training.list_tasks()):']
+    for name in tasks:
+        lines += [f'  {name:<{width}}  {_summary(name)}', f'  {"":<{width}}  {task_module(name)}']
+    return '\n'.join(lines) + '\n'
+
+
 @hydra.main(version_base='1.3', config_path='pkg://embodied_vision.configs',
             config_name='train')
 def _hydra_main(cfg: DictConfig) -> None:
@@ -45,7 +89,12 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run with hydra's command line (overrides, --cfg job, --multirun, ...)."""
+    """Run with hydra's command line (overrides, --cfg job, --multirun, ...); `-h`/`--help`
+    prints `train_help()`."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if '-h' in args or '--help' in args:
+        sys.stdout.write(train_help())
+        return 0
     if argv is not None:
         sys.argv = [sys.argv[0], *argv]
     _hydra_main()

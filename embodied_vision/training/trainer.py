@@ -1,12 +1,14 @@
 """One training loop for every experiment: seeded, resumable, DDP under torchrun, metrics.
 
-A *task* object supplies what is specific to an experiment:
+A *task* object (created by name: `embodied_vision.training.registry`) supplies what is
+specific to an experiment:
 
     task.model                          nn.Module to train
     task.train_dataset()                map-style torch Dataset
     task.collate(samples)               optional; default torch's default_collate
     task.loss(model, batch)             -> (loss tensor, {name: float}) for logging
     task.trainable_parameters(model)    optional; default all parameters with requires_grad
+                                        (timm.optim.param_groups_weight_decay for decay groups)
     task.evaluate(model, step)          optional; -> {name: float}, run on rank 0
     task.export(model, out_dir)         optional; writes the final artefact
 
@@ -34,7 +36,8 @@ from tqdm.auto import tqdm
 from embodied_vision.training.metrics import MetricsLogger, plot_metrics
 from embodied_vision.training.sampler import ResumableSampler
 
-__all__ = ['TrainerConfig', 'Trainer', 'seed_everything', 'distributed_context']
+__all__ = ['TrainerConfig', 'Trainer', 'distributed_context', 'parameter_groups',
+           'seed_everything']
 
 _logger = logging.getLogger(__name__)
 
@@ -120,6 +123,14 @@ def distributed_context(device: str) -> DistributedContext:
                               int(os.environ.get('LOCAL_RANK', '0')))
 
 
+def parameter_groups(task, model: torch.nn.Module) -> list:
+    """What the optimiser is built with: `task.trainable_parameters(model)` (parameters or
+    parameter-group dicts), else every parameter with `requires_grad`, in module order."""
+    if hasattr(task, 'trainable_parameters'):
+        return list(task.trainable_parameters(model))
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 class Trainer:
     """Run a task's training to `max_steps`, resuming and logging as it goes."""
 
@@ -201,10 +212,7 @@ class Trainer:
         config, task = self.config, self.task
         seed_everything(config.seed + self.dist.rank)
         model = task.model.to(self.device)
-        # Parameters or parameter groups (dicts), as the optimiser takes them.
-        params = list(task.trainable_parameters(model)) if hasattr(
-            task, 'trainable_parameters') else [p for p in model.parameters() if p.requires_grad]
-        optimizer = self.make_optimizer(params)
+        optimizer = self.make_optimizer(parameter_groups(task, model))
         scheduler = self.make_scheduler(optimizer) if self.make_scheduler else None
         dataset = task.train_dataset()
         sampler = ResumableSampler(len(dataset), config.seed, self.dist.rank,

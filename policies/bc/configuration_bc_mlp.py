@@ -1,11 +1,14 @@
 """Configuration of the behaviour-cloning MLP over frozen embeddings (`bc_mlp`)."""
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from embodied_vision.policies.configuration import PolicyConfig
 
 __all__ = ['BCMLPConfig']
 
 
 @dataclass
-class BCMLPConfig:
+class BCMLPConfig(PolicyConfig):
     """`bc_mlp`: an MLP from a frozen encoder's embedding (+ proprioception) to an action.
 
     The R3M evaluation protocol (Nair et al. 2022, arXiv:2203.12601, Sec. 5 and App. A):
@@ -28,6 +31,8 @@ class BCMLPConfig:
         weight_decay: Adam weight decay.
     """
 
+    type: ClassVar[str] = 'bc_mlp'
+
     # shapes
     embed_dim: int = 512
     state_dim: int = 8
@@ -45,8 +50,6 @@ class BCMLPConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
 
-    type: str = field(default='bc_mlp', init=False)
-
     def __post_init__(self):
         self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
         for name in ('embed_dim', 'action_dim', 'image_size'):
@@ -63,20 +66,3 @@ class BCMLPConfig:
         if self.action_clip <= 0 or self.lr <= 0 or self.weight_decay < 0:
             raise ValueError(f'action_clip and lr must be > 0 and weight_decay >= 0, got '
                              f'{self.action_clip}, {self.lr}, {self.weight_decay}')
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out['hidden_dims'] = list(self.hidden_dims)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> 'BCMLPConfig':
-        data = dict(data)
-        kind = data.pop('type', 'bc_mlp')
-        if kind != 'bc_mlp':
-            raise ValueError(f'config type is {kind!r}, expected bc_mlp')
-        known = {f.name for f in fields(cls) if f.init}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f'unknown BCMLPConfig fields {unknown}; known: {sorted(known)}')
-        return cls(**data)

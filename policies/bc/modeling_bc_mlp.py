@@ -2,36 +2,39 @@
 
 Paper: R3M, Nair et al. 2022, arXiv:2203.12601 (github.com/facebookresearch/r3m, MIT); the
 BC head follows its evaluation code (BatchNorm on the embedding, 2 x 256 ReLU MLP, MSE).
-Weights are the user's own (trained with `embodied_vision.policies.training`); nothing is
-downloaded. Saved as `model.safetensors` + `config.json` in a directory.
+Weights are the user's own (trained with `embodied_vision.policies.bc.training_bc_mlp`);
+nothing is downloaded. Saved as a `policy` artefact (`embodied_vision.checkpoints.artifact`).
 
 Inputs are normalised inside the model with statistics stored as buffers (set from the
 training set by `set_normalization`), so `select_action` takes raw embeddings, states and
 returns raw actions, like LeRobot policies with their normalisers.
 """
-import os
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from embodied_vision.policies.base import ACTION, OBS_EMBEDDING, OBS_STATE, as_batch
+from embodied_vision.policies.base import (
+    ACTION,
+    OBS_EMBEDDING,
+    OBS_STATE,
+    PreTrainedPolicy,
+    as_batch,
+)
 from embodied_vision.policies.bc.configuration_bc_mlp import BCMLPConfig
-from embodied_vision.policies.pretrained import read_policy_files, write_policy_files
+from embodied_vision.policies.bc.processor_bc_mlp import BCMLPProcessor
 
 __all__ = ['BCMLPPolicy']
 
 
-
-class BCMLPPolicy(nn.Module):
+class BCMLPPolicy(PreTrainedPolicy):
     """An MLP policy over `OBS_EMBEDDING` (+ `OBS_STATE`) regressing `ACTION`."""
 
     name = 'bc_mlp'
     config_class = BCMLPConfig
+    processor_class = BCMLPProcessor
 
     def __init__(self, config: BCMLPConfig | None = None):
-        super().__init__()
-        self.config = config = config or BCMLPConfig()
+        super().__init__(config)
+        config = self.config
         self.embedding_norm = nn.BatchNorm1d(config.embed_dim) if config.input_batchnorm \
             else nn.Identity()
         layers, width = [], config.embed_dim + config.state_dim
@@ -104,16 +107,3 @@ class BCMLPPolicy(nn.Module):
         action = action.clamp(-self.config.action_clip, self.config.action_clip)
         self.train(was_training)
         return action[0] if single else action
-
-    # ------------------------------------------------------------------------ save / load
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write `model.safetensors` + `config.json` into directory `path`."""
-        return write_policy_files(path, self, self.config.to_dict())
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, device: str = 'cpu') -> 'BCMLPPolicy':
-        """Rebuild from `save_pretrained` output; strict load, eval mode."""
-        config, state = read_policy_files(path, 'bc_mlp')
-        policy = cls(BCMLPConfig.from_dict(config))
-        policy.load_state_dict(state, strict=True)
-        return policy.to(device).eval()

@@ -9,6 +9,7 @@ from embodied_vision.policies.lang4sim2real.modeling_l4s_bc import (
     L4SBCPolicy,
     domain_instruction,
 )
+from embodied_vision.policies.lang4sim2real.processor_l4s_bc import L4SBCProcessor
 
-__all__ = ['DOMAIN_PREFIXES', 'L4SBCConfig', 'L4SBCPolicy', 'OBS_IMAGE', 'OBS_LANGUAGE',
-           'domain_instruction']
+__all__ = ['DOMAIN_PREFIXES', 'L4SBCConfig', 'L4SBCPolicy', 'L4SBCProcessor', 'OBS_IMAGE',
+           'OBS_LANGUAGE', 'domain_instruction']

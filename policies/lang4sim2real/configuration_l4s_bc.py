@@ -1,5 +1,8 @@
 """Configuration of the Lang4Sim2Real multi-domain BC policy (`l4s_bc`)."""
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from embodied_vision.policies.configuration import PolicyConfig
 
 __all__ = ['L4SBCConfig', 'DOMAIN_PREFIXES']
 
@@ -8,7 +11,7 @@ DOMAIN_PREFIXES = {'sim': 'Simulation:', 'real': 'Real:'}
 
 
 @dataclass
-class L4SBCConfig:
+class L4SBCConfig(PolicyConfig):
     """FiLM-ResNet -> spatial softmax -> [keypoints, proprio] -> MLP -> Gaussian actions.
 
     Yu et al., RSS 2024 (arXiv:2405.10020), Sec. IV and the released code: FiLM in every
@@ -34,6 +37,8 @@ class L4SBCConfig:
         pad: pad-and-random-crop shift augmentation at training (paper: 4).
         lr: Adam learning rate.
     """
+
+    type: ClassVar[str] = 'l4s_bc'
 
     # encoder
     encoder: str = 'lang4sim2real_resnet18'
@@ -69,18 +74,3 @@ class L4SBCConfig:
         if not low < high:
             raise ValueError(f'log_std_range must be (low, high) with low < high, got '
                              f'{self.log_std_range}')
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out.update(type='l4s_bc', hidden_dims=list(self.hidden_dims),
-                   log_std_range=list(self.log_std_range))
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> 'L4SBCConfig':
-        data = {k: v for k, v in data.items() if k != 'type'}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f'unknown L4SBCConfig fields {unknown}; known: {sorted(known)}')
-        return cls(**data)

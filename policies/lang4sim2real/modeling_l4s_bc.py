@@ -11,9 +11,6 @@ The instruction is prefixed with its domain ("Simulation: ..." / "Real: ...") an
 with MiniLM; the pretrained encoder is frozen except its FiLM layers and last stage, and its
 frozen BatchNorms stay in eval mode while the policy trains.
 """
-import os
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch import nn
@@ -21,12 +18,20 @@ from torch import nn
 from embodied_vision.data.images import as_chw, resize_center_crop
 from embodied_vision.encoders import create_encoder
 from embodied_vision.layers import SpatialSoftmax
-from embodied_vision.policies.base import ACTION, OBS_IMAGE, OBS_INSTRUCTION, OBS_STATE, as_batch
+from embodied_vision.policies.base import (
+    ACTION,
+    DOMAIN,
+    OBS_IMAGE,
+    OBS_INSTRUCTION,
+    OBS_STATE,
+    PreTrainedPolicy,
+    as_batch,
+)
 from embodied_vision.policies.lang4sim2real.configuration_l4s_bc import (
     DOMAIN_PREFIXES,
     L4SBCConfig,
 )
-from embodied_vision.policies.pretrained import read_policy_files, write_policy_files
+from embodied_vision.policies.lang4sim2real.processor_l4s_bc import L4SBCProcessor
 from embodied_vision.pretrain.augment import pad_random_crop
 
 __all__ = ['L4SBCPolicy', 'OBS_IMAGE', 'OBS_LANGUAGE', 'domain_instruction']
@@ -42,14 +47,18 @@ def domain_instruction(instruction: str, domain: str) -> str:
     return f'{DOMAIN_PREFIXES[domain]} {instruction}'
 
 
-class L4SBCPolicy(nn.Module):
+class L4SBCPolicy(PreTrainedPolicy):
     """FiLM-conditioned, multi-domain BC policy with a Gaussian action head."""
 
     name = 'l4s_bc'
+    config_class = L4SBCConfig
+    processor_class = L4SBCProcessor
+    #: a saved policy holds its encoder's weights: the pretrained checkpoint is not re-read
+    load_overrides = {'encoder_checkpoint': None}
 
     def __init__(self, config: L4SBCConfig | None = None, embedder=None):
-        super().__init__()
-        self.config = config = config or L4SBCConfig()
+        super().__init__(config)
+        config = self.config
         overrides = {} if config.text_dim == 384 else {'cond_dim': config.text_dim}
         self.encoder = create_encoder(config.encoder, checkpoint=config.encoder_checkpoint,
                                       **overrides)
@@ -147,7 +156,7 @@ class L4SBCPolicy(nn.Module):
         `obs` holds the frame under `OBS_IMAGE` (or `image`; uint8 `(H, W, 3)` or
         `(3, H, W)`), the proprioception under `OBS_STATE` (or `proprio`) when
         `state_dim > 0`, and either `language` (a precomputed embedding) or the instruction
-        text under `OBS_INSTRUCTION` (or `instruction`) plus `domain` ('sim' / 'real').
+        text under `OBS_INSTRUCTION` (or `instruction`) plus `DOMAIN` ('sim' / 'real').
         """
         self.eval()
         device = self.log_std.device
@@ -156,7 +165,7 @@ class L4SBCPolicy(nn.Module):
             language, _ = as_batch(obs['language'], 'language', self.config.text_dim, device)
         else:
             text = domain_instruction(_first(obs, OBS_INSTRUCTION, 'instruction'),
-                                      obs.get('domain', 'real'))
+                                      obs.get(DOMAIN, 'real'))
             language = self.embedder.embed([text]).to(device)
         state = None
         if self.config.state_dim:
@@ -165,17 +174,6 @@ class L4SBCPolicy(nn.Module):
         distribution = self._distribution(self._images(image[None].to(device)), language,
                                           state)
         return distribution.mean[0].clamp(-1.0, 1.0).cpu().numpy()
-
-    # --------------------------------------------------------------------- save / load
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        return write_policy_files(path, self, self.config.to_dict())
-
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, device: str = 'cpu') -> 'L4SBCPolicy':
-        config, state = read_policy_files(path, cls.name)
-        policy = cls(L4SBCConfig.from_dict({**config, 'encoder_checkpoint': None}))
-        policy.load_state_dict(state, strict=True)
-        return policy.to(device).eval()
 
 
 def _first(obs: dict, *keys: str):

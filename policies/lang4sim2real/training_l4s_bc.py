@@ -26,8 +26,9 @@ from embodied_vision.policies.lang4sim2real.modeling_l4s_bc import (
     L4SBCPolicy,
     domain_instruction,
 )
+from embodied_vision.training.registry import register_task
 
-__all__ = ['L4SBCTrainingTask', 'MixedDomainDataset']
+__all__ = ['L4SBCTask', 'MixedDomainDataset']
 
 
 class MixedDomainDataset(Dataset):
@@ -72,7 +73,8 @@ def _instruction_embeddings(dataset: EpisodeDataset, domain: str, embedder) -> t
     return embedder.embed(texts)
 
 
-class L4SBCTrainingTask:
+@register_task('l4s_bc')
+class L4SBCTask:
     """Train `l4s_bc` on mixed source/target demos (see the module docstring).
 
     Args:

@@ -8,6 +8,7 @@ from embodied_vision.policies.mbs.modeling_mbs import (
     mbs_loss,
     tool_frame_directions,
 )
+from embodied_vision.policies.mbs.processor_mbs import IMAGE, TOOL_QUAT, MbSProcessor
 
-__all__ = ['ActionPool', 'GripperClassifier', 'MbSConfig', 'MbSModel', 'MbSPolicy', 'mbs_loss',
-           'tool_frame_directions']
+__all__ = ['IMAGE', 'TOOL_QUAT', 'ActionPool', 'GripperClassifier', 'MbSConfig', 'MbSModel',
+           'MbSPolicy', 'MbSProcessor', 'mbs_loss', 'tool_frame_directions']

@@ -1,11 +1,14 @@
 """Configuration of Manipulate-by-Seeing (`mbs`)."""
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from embodied_vision.policies.configuration import PolicyConfig
 
 __all__ = ['MbSConfig']
 
 
 @dataclass
-class MbSConfig:
+class MbSConfig(PolicyConfig):
     """Manipulate-by-Seeing: an embedding distance + latent dynamics, planned greedily.
 
     Wang, Dasari et al., ICCV 2023, arXiv:2303.08135. Defaults follow the released code
@@ -50,6 +53,8 @@ class MbSConfig:
         stop_threshold: stop (zero motion) once the predicted cosine to the goal exceeds
             this; None = never (official).
     """
+
+    type: ClassVar[str] = 'mbs'
 
     # representation
     encoder: str = 'r3m_resnet18'
@@ -102,14 +107,3 @@ class MbSConfig:
             raise ValueError(f'grip_hold_steps must be >= 0, got {self.grip_hold_steps}')
         if self.step_size <= 0:
             raise ValueError(f'step_size must be > 0, got {self.step_size}')
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), 'dynamics_hidden': list(self.dynamics_hidden)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> 'MbSConfig':
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known - {'type'})
-        if unknown:
-            raise ValueError(f'unknown MbSConfig fields {unknown}; known: {sorted(known)}')
-        return cls(**{k: v for k, v in data.items() if k in known})

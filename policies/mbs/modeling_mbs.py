@@ -14,9 +14,8 @@ Code (MIT): https://github.com/AGI-Labs/manipulate-by-seeing. No trained weights
 - Planner: score every pool action against the goal and move `step_size` in the best one.
 """
 from collections import deque
+from collections.abc import Mapping
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,8 +25,9 @@ import torch.nn.functional as F  # noqa: N812
 from embodied_vision.data.images import as_chw, resize_center_crop
 from embodied_vision.encoders import create_encoder
 from embodied_vision.geometry import quat_to_matrix
+from embodied_vision.policies.base import PreTrainedPolicy
 from embodied_vision.policies.mbs.configuration_mbs import MbSConfig
-from embodied_vision.policies.pretrained import read_policy_files, write_policy_files
+from embodied_vision.policies.mbs.processor_mbs import IMAGE, TOOL_QUAT, MbSProcessor
 
 __all__ = ['ActionPool', 'GripperClassifier', 'MbSModel', 'MbSPolicy', 'mbs_loss',
            'tool_frame_directions']
@@ -164,22 +164,27 @@ class GripperClassifier(nn.Module):
         return self.head(F.relu(self.encoder(images))).squeeze(-1)
 
 
-class MbSPolicy(nn.Module):
+class MbSPolicy(PreTrainedPolicy):
     """The greedy planner behind the policy contract (`reset`, `select_action`).
 
-    `set_goal(image)` encodes the goal once. `select_action(obs)` reads `obs['image']`
-    (the tool camera, `(3, H, W)` or `(H, W, 3)` uint8) and `obs['tool_quat']` (w, x, y, z),
+    `set_goal(image)` encodes the goal once. `select_action(obs)` reads `obs[IMAGE]`
+    (the tool camera, `(3, H, W)` or `(H, W, 3)` uint8) and `obs[TOOL_QUAT]` (w, x, y, z),
     picks the pool direction whose predicted embedding is closest to the goal, rotates it to
     the world frame and returns env actions `[dx, dy, dz, grip]` in [-1, 1]: a move of
     `step_size` is split into `ceil(step_size / max_delta)` control steps served from a queue.
     """
 
     name = 'mbs'
+    config_class = MbSConfig
+    processor_class = MbSProcessor
+    #: a saved planner holds its encoder's weights: the pretrained checkpoint is not re-read
+    load_overrides = {'encoder_checkpoint': None}
+    #: saved next to the config: what shapes the planner besides it
+    _EXTRAS = ('max_delta', 'pool_size', 'has_gripper')
 
     def __init__(self, config: MbSConfig, pool: ActionPool, max_delta: float = 0.02,
                  gripper: GripperClassifier | None = None):
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.model = MbSModel(config)
         self.gripper = gripper
         self.register_buffer('pool', pool.actions.clone())
@@ -234,15 +239,15 @@ class MbSPolicy(nn.Module):
     @torch.no_grad()
     def select_action(self, obs: dict) -> np.ndarray:
         if not self._queue:
-            best, scores, current = self.plan(obs['image'])
+            best, scores, current = self.plan(obs[IMAGE])
             self.last_scores, self.last_distance = scores, current
             direction = self.pool[best].cpu().numpy().astype(np.float64)
-            world = quat_to_matrix(obs['tool_quat']) @ direction
+            world = quat_to_matrix(obs[TOOL_QUAT]) @ direction
             stop = self.config.stop_threshold is not None and \
                 current >= self.config.stop_threshold
             per_step = self.config.step_size / self.steps_per_move / self.max_delta
             move = np.zeros(3) if stop else np.clip(world * per_step, -1.0, 1.0)
-            closed = self._grip(obs['image'])
+            closed = self._grip(obs[IMAGE])
             grip = 1.0 if closed else -1.0
             changed, self._closed = closed != self._closed, closed
             if changed and self.config.grip_hold_steps:
@@ -258,20 +263,20 @@ class MbSPolicy(nn.Module):
         return mbs_loss(self.model, batch['obs'], batch['next_obs'], batch['goal'],
                         batch['action'], ActionPool(self.pool))
 
-    def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """`model.safetensors` (planner, pool and gripper weights) + `config.json`."""
-        config = {'type': self.name, **self.config.to_dict(), 'max_delta': self.max_delta,
-                  'pool_size': len(self.pool), 'has_gripper': self.gripper is not None}
-        return write_policy_files(path, self, config)
+    def saved_config(self) -> dict:
+        """The config plus `max_delta`, the pool size and whether a gripper classifier is in."""
+        return {**self.config.to_dict(), 'max_delta': self.max_delta,
+                'pool_size': len(self.pool), 'has_gripper': self.gripper is not None}
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, device: str = 'cpu') -> 'MbSPolicy':
-        """Rebuild from `save_pretrained` output; strict load, eval mode."""
-        data, state = read_policy_files(path, cls.name)
-        extra = {k: data.pop(k) for k in ('max_delta', 'pool_size', 'has_gripper')}
-        config = MbSConfig.from_dict({**data, 'encoder_checkpoint': None})
+    def from_saved_config(cls, saved: Mapping) -> 'MbSPolicy':
+        """A planner shaped as the saved one: a zero pool and an untrained classifier."""
+        missing = [key for key in cls._EXTRAS if key not in saved]
+        if missing:
+            raise ValueError(f'saved mbs config lacks {missing} (written by save_pretrained)')
+        extra = {key: saved[key] for key in cls._EXTRAS}
+        config = MbSConfig.from_dict({key: value for key, value in saved.items()
+                                      if key not in cls._EXTRAS} | cls.load_overrides)
         gripper = GripperClassifier(config.encoder) if extra['has_gripper'] else None
-        policy = cls(config, ActionPool(torch.zeros(extra['pool_size'], config.action_dim)),
-                     max_delta=extra['max_delta'], gripper=gripper)
-        policy.load_state_dict(state, strict=True)
-        return policy.to(device).eval()
+        return cls(config, ActionPool(torch.zeros(extra['pool_size'], config.action_dim)),
+                   max_delta=extra['max_delta'], gripper=gripper)

@@ -24,8 +24,9 @@ from embodied_vision.policies.mbs.modeling_mbs import (
     MbSPolicy,
     mbs_loss,
 )
+from embodied_vision.training.registry import register_task
 
-__all__ = ['MbSTrainingTask']
+__all__ = ['MbSTask']
 
 
 class _MbSWithGripper(nn.Module):
@@ -36,7 +37,8 @@ class _MbSWithGripper(nn.Module):
             if train_gripper else None
 
 
-class MbSTrainingTask:
+@register_task('mbs')
+class MbSTask:
     """Train R + F (and optionally the gripper classifier) on tool-camera videos.
 
     Args:

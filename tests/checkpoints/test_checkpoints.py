@@ -10,13 +10,8 @@ import pytest
 import torch
 import torchvision
 
-from embodied_vision.checkpoints import (
-    CheckpointError,
-    load_encoder,
-    read_checkpoint,
-    save_encoder,
-)
-from embodied_vision.encoders import create_encoder
+from embodied_vision.checkpoints import CheckpointError, read_checkpoint, save_encoder
+from embodied_vision.encoders import create_encoder, load_encoder
 from embodied_vision.encoders.r3m_resnet import IMAGENET_MEAN, IMAGENET_STD
 from tests.conftest import TINY
 from tests.numerics import assert_fp32_close

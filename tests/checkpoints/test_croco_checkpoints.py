@@ -5,6 +5,7 @@ out independently of the model code in `official_layout`.
 """
 import argparse
 import os
+import warnings
 
 import pytest
 import torch
@@ -12,12 +13,11 @@ import torch
 from embodied_vision.checkpoints import CheckpointError, read_checkpoint
 from embodied_vision.checkpoints.croco import (
     croco_architecture,
-    croco_from_checkpoint,
     load_croco_checkpoint,
     parse_model_string,
 )
 from embodied_vision.encoders import create_encoder
-from embodied_vision.encoders.croco import CroCoPair
+from embodied_vision.encoders.croco import CroCoPair, croco_from_checkpoint
 from embodied_vision.layers import resample_pos_embed_2d, sincos_pos_embed_2d
 
 TINY_V2 = {'enc_embed_dim': 32, 'enc_depth': 2, 'enc_num_heads': 2, 'dec_embed_dim': 24,
@@ -285,3 +285,19 @@ def test_wrong_architecture_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match=r'missing keys \(1\).*dec_blocks.1.mlp.fc2'):
         create_encoder('croco_v2_pair_vit_base_smalldec', checkpoint=tmp_path / 'cut.pth',
                        **overrides)
+
+
+def test_non_commercial_artefact_warns_once_and_keeps_its_source(tmp_path):
+    from embodied_vision.checkpoints.artifact import save_encoder as save_artifact_encoder
+    from embodied_vision.encoders import load_encoder
+    name = 'croco_v2_pair_vit_base_smalldec'
+    model = create_encoder(f'{name}.habitat_real', **TINY_V2)
+    save_artifact_encoder(model, tmp_path / 'enc')  # records non_commercial: read warns
+    for load in (lambda: create_encoder(name, checkpoint=tmp_path / 'enc', **TINY_V2),
+                 lambda: load_encoder(tmp_path / 'enc')):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            loaded = load()
+        licence = [w for w in caught if 'non-commercial' in str(w.message)]
+        assert len(licence) == 1, [str(w.message) for w in caught]
+        assert loaded.pretrained_cfg.tag == 'habitat_real'

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from embodied_vision.checkpoints import CheckpointError, save_encoder
+from embodied_vision.deploy import export_onnx
 from embodied_vision.downstream import (
     PairGeometryModel,
     create_pair_geometry_model,
     croco_dpt_hooks,
-    export_pair_geometry_onnx,
     load_pair_geometry_model,
     matrix_to_rotation_6d,
     rotation_6d_to_matrix,
@@ -116,7 +116,9 @@ def test_save_load_round_trip(tmp_path):
             param.add_(0.01 * torch.randn_like(param))
     path = save_pair_geometry_model(model, tmp_path / 'geometry')
     config = json.loads((path / 'config.json').read_text())
-    assert config['format'] == 'embodied_vision.pair_geometry'
+    assert (config['format'], config['kind'], config['name']) == ('embodied_vision', 'head',
+                                                                  'pair_geometry')
+    assert config['license'] == '' and not config['non_commercial']  # random init
     assert config['input_size'] == [32, 32]
     loaded = load_pair_geometry_model(path)
     assert isinstance(loaded, PairGeometryModel) and not loaded.training
@@ -128,12 +130,25 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.input_size == model.input_size and loaded.hooks == model.hooks
 
 
+def test_a_head_on_non_commercial_weights_stays_marked_and_warns_on_load(tmp_path):
+    backbone = create_encoder('croco_v2_pair_vit_base_smalldec.habitat_real', **TINY)
+    path = save_pair_geometry_model(PairGeometryModel(backbone, **HEAD), tmp_path / 'nc')
+    config = json.loads((path / 'config.json').read_text())
+    assert config['non_commercial'] and config['license'] == 'CC-BY-NC-SA-4.0'
+    with pytest.warns(UserWarning, match='CC-BY-NC-SA-4.0 .non-commercial'):
+        loaded = load_pair_geometry_model(path)
+    # saved again (e.g. after fine-tuning), the mark is not lost
+    again = json.loads((save_pair_geometry_model(loaded, tmp_path / 'again')
+                        / 'config.json').read_text())
+    assert again['non_commercial'] and again['license'] == 'CC-BY-NC-SA-4.0'
+
+
 def test_load_errors_name_what_was_expected(tmp_path):
     with pytest.raises(CheckpointError, match='does not exist.*model.safetensors'):
         load_pair_geometry_model(tmp_path / 'missing')
     empty = tmp_path / 'empty'
     empty.mkdir()
-    with pytest.raises(CheckpointError, match=r"lacks \['model.safetensors', 'config.json'\]"):
+    with pytest.raises(CheckpointError, match='holds no model.safetensors'):
         load_pair_geometry_model(empty)
     path = save_pair_geometry_model(_model(), tmp_path / 'ok')
     (path / 'model.safetensors').write_bytes(b'not a safetensors file')
@@ -144,7 +159,8 @@ def test_load_errors_name_what_was_expected(tmp_path):
         load_pair_geometry_model(path)
     encoder_dir = save_encoder(create_encoder('croco_v2_pair_vit_base_smalldec', **TINY),
                                tmp_path / 'encoder')
-    with pytest.raises(CheckpointError, match="expected 'embodied_vision.pair_geometry'"):
+    with pytest.raises(CheckpointError, match="holds encoder 'croco_v2_pair_vit_base_smalldec', "
+                                              'not a head'):
         load_pair_geometry_model(encoder_dir)
 
 
@@ -197,7 +213,7 @@ def test_torch_export_with_dynamic_batch_matches_eager():
 def test_onnxruntime_matches_eager(tmp_path):
     import onnxruntime as ort
     model = _model()
-    path = export_pair_geometry_onnx(model, tmp_path / 'geometry.onnx', SIZE, max_batch=8)
+    path = export_onnx(model, tmp_path / 'geometry.onnx', size=SIZE, max_batch=8)
     session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
     assert [o.name for o in session.get_outputs()] == ['depth', 'pose']
     exact_model = copy.deepcopy(model).double()

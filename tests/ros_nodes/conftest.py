@@ -2,6 +2,12 @@
 
 The environment is set before rclpy is imported anywhere in the session: discovery stays on
 localhost and the domain id is derived from the pid, so parallel test runs never meet.
+
+Tests wait on events, never on time: `wait_for` returns as soon as its condition holds, so
+its deadline only bounds how long a failure takes to report and can be generous (a loaded
+2-core box delivers what an idle one does, many times slower). A message is published only
+once its receiver is matched (`wait_matched` for the probe's publishers,
+`wait_subscribed` for the node's), since DDS drops what a volatile publisher sends before.
 """
 import os
 import threading
@@ -14,7 +20,7 @@ os.environ['ROS_DOMAIN_ID'] = str(1 + os.getpid() % 100)
 
 rclpy = pytest.importorskip('rclpy')
 
-DEADLINE = 20.0  # seconds for any wait on the graph or on a message
+DEADLINE = 120.0  # seconds before any wait on the graph or on a message fails
 
 
 def wait_for(condition, timeout=DEADLINE, period=0.01, what='condition'):
@@ -97,6 +103,18 @@ def wait_matched(publisher, node, topic, timeout=DEADLINE):
     """Sender sees a subscriber and the receiver side sees the publisher."""
     wait_for(lambda: publisher.get_subscription_count() >= 1
              and node.count_publishers(topic) >= 1, timeout, what=f'matching on {topic}')
+
+
+def wait_subscribed(node, topic, subscribers=1, timeout=DEADLINE):
+    """Every publisher of `node` on `topic` is matched with `subscribers` subscriptions, so
+    what it publishes next is delivered (the graph seeing an endpoint is not enough)."""
+    name = node.resolve_topic_name(topic)
+
+    def matched():
+        counts = [p.get_subscription_count() for p in node.publishers if p.topic_name == name]
+        return bool(counts) and min(counts) >= subscribers
+
+    wait_for(matched, timeout, what=f'{subscribers} subscriber(s) of {name}')
 
 
 @pytest.fixture(scope='module')

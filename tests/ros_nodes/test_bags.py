@@ -14,9 +14,9 @@ from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
 from embodied_vision import deploy  # noqa: E402
-from embodied_vision.checkpoints import load_encoder, save_encoder  # noqa: E402
+from embodied_vision.checkpoints import save_encoder  # noqa: E402
 from embodied_vision.data.images import to_batch  # noqa: E402
-from embodied_vision.encoders import create_encoder  # noqa: E402
+from embodied_vision.encoders import create_encoder, load_encoder  # noqa: E402
 from embodied_vision.ros_nodes.bags import record_main, replay_main  # noqa: E402
 from embodied_vision.ros_nodes.conversions import image_to_numpy  # noqa: E402
 from tests.numerics import assert_fp32_close  # noqa: E402

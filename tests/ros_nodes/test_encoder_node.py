@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.ros_nodes.conftest import diagnostics_of, wait_for, wait_matched
+from tests.ros_nodes.conftest import diagnostics_of, wait_for, wait_matched, wait_subscribed
 
 rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
@@ -14,9 +14,9 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from embodied_vision import deploy  # noqa: E402
-from embodied_vision.checkpoints import load_encoder, save_encoder  # noqa: E402
+from embodied_vision.checkpoints import save_encoder  # noqa: E402
 from embodied_vision.data.images import to_batch  # noqa: E402
-from embodied_vision.encoders import create_encoder  # noqa: E402
+from embodied_vision.encoders import create_encoder, load_encoder  # noqa: E402
 from embodied_vision.ros_nodes.conversions import image_to_numpy, numpy_to_image  # noqa: E402
 from embodied_vision.ros_nodes.encoder_node import EncoderNode  # noqa: E402
 
@@ -49,7 +49,7 @@ def encoder_node(ros_context, spinner, probe, checkpoint):
     probe.listen(DiagnosticArray, '/diagnostics')
     pub = probe.publisher(Image, 'test/image')
     wait_matched(pub, node, 'test/image')
-    wait_for(lambda: probe.node.count_publishers('test/embedding') >= 1, what='embedding pub')
+    wait_subscribed(node, 'test/embedding')
     yield node, pub
     spinner.remove(node)
     node.release()
@@ -108,16 +108,18 @@ def _bad_images():
 
 def test_bad_input_is_rejected_counted_and_survived(encoder_node, probe, reference):
     node, pub = encoder_node
-    before = node.counts()['rejected']
+    before = node.accounting.counts()['rejected']
     for msg in _bad_images():
         pub.publish(msg)
-    wait_for(lambda: node.counts()['rejected'] >= before + 4, what='4 rejections')
+    wait_for(lambda: node.accounting.counts()['rejected'] >= before + 4, what='4 rejections')
     wait_for(lambda: int((diagnostics_of(probe, 'encoder_node') or {}).get('rejected', 0))
              >= before + 4, what='rejections in /diagnostics')
     frame = RNG.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
     pub.publish(_stamped(frame, 'rgb8', 299))
     wait_for(lambda: _outputs_for(probe, 299), what='a good frame after bad ones')
     assert not [m for m in probe.messages('test/embedding') if 200 <= m.header.stamp.sec < 299]
+    wait_for(lambda: 'publish_ms_median' in (diagnostics_of(probe, 'encoder_node') or {}),
+             what='latency in /diagnostics')
     values = diagnostics_of(probe, 'encoder_node')
     for stage in ('convert', 'preprocess', 'inference', 'publish'):
         assert float(values[f'{stage}_ms_median']) >= 0.0
@@ -149,9 +151,9 @@ def test_bad_checkpoint_fails_configure_cleanly(ros_context, tmp_path):
                        parameter_overrides=_params(garbage))
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-        assert node._state_label() == 'unconfigured'
+        assert node.state_label() == 'unconfigured'
         assert node.model is None
-        assert node.diagnostic_status().values  # still alive and reporting
+        assert node.diagnostics.status().values  # still alive and reporting
     finally:
         node.destroy_node()
 

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from tests.ros_nodes.conftest import wait_for
+from tests.ros_nodes.conftest import DEADLINE, wait_for
 
 rclpy = pytest.importorskip('rclpy')
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from embodied_vision.checkpoints import load_encoder, save_encoder  # noqa: E402
+from embodied_vision.checkpoints import save_encoder  # noqa: E402
 from embodied_vision.data.images import to_batch  # noqa: E402
-from embodied_vision.encoders import create_encoder  # noqa: E402
+from embodied_vision.encoders import create_encoder, load_encoder  # noqa: E402
 from embodied_vision.ros_nodes.conversions import image_to_numpy, numpy_to_image  # noqa: E402
 from embodied_vision.ros_nodes.encoder_node import EncoderNode  # noqa: E402
 from embodied_vision.ros_nodes.sim_node import SimNode  # noqa: E402
@@ -54,7 +54,9 @@ def test_encoder_node_process_embeds_frames_and_exits_on_sigint(tmp_path, probe)
                 publisher.publish(numpy_to_image(frame, 'rgb8', header=header))
             return bool(probe.messages('proc/embedding'))
 
-        wait_for(embedded, timeout=120.0, period=0.5, what='an embedding from the process')
+        # the process imports torch and builds the encoder first: twice the usual deadline
+        wait_for(embedded, timeout=2 * DEADLINE, period=0.5,
+                 what='an embedding from the process')
         out = probe.messages('proc/embedding')[0]
         assert (out.header.stamp.sec, out.header.frame_id) == (7, 'camera')
         with torch.inference_mode():
@@ -63,7 +65,7 @@ def test_encoder_node_process_embeds_frames_and_exits_on_sigint(tmp_path, probe)
     finally:
         process.send_signal(signal.SIGINT)
         try:
-            code = process.wait(timeout=30)
+            code = process.wait(timeout=DEADLINE)
         except subprocess.TimeoutExpired:
             process.kill()
             raise

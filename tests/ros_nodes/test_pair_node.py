@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from tests.ros_nodes.conftest import diagnostics_of, wait_for, wait_matched
+from tests.ros_nodes.conftest import diagnostics_of, wait_for, wait_matched, wait_subscribed
 
 rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
@@ -88,9 +88,8 @@ class Rig:
             probe.listen(msg_type, f'{prefix}/{name}')
         wait_matched(self.left, node, f'{prefix}/left')
         wait_matched(self.right, node, f'{prefix}/right')
-        for name in ('depth', 'pose'):
-            wait_for(lambda n=name: probe.node.count_publishers(f'{prefix}/{n}') >= 1,
-                     what=f'{name} publisher')
+        for name in ('depth', 'disparity', 'pose'):
+            wait_subscribed(node, f'{prefix}/{name}')
 
     def send(self, view, frame, sec, nanosec=500, encoding='rgb8'):
         pub, frame_id = (self.left, 'left_optical') if view == 0 else \
@@ -173,22 +172,23 @@ def test_approximate_stamps_pair_once_final(rig, reference):
 
 
 def test_unsynchronised_stamps_are_dropped_and_counted(rig, probe):
-    before = rig.node.counts()['dropped']
+    before = rig.node.accounting.counts()['dropped']
     frame1, frame2 = _frames()
     rig.send(0, frame1, 300, 0)
     rig.send(1, frame2, 300, 500_000_000)  # 0.5 s apart, slop 0.01 s
-    wait_for(lambda: rig.node.counts()['dropped'] >= before + 1, what='a dropped view')
+    wait_for(lambda: rig.node.accounting.counts()['dropped'] >= before + 1,
+             what='a dropped view')
     rig.send(0, frame1, 301)
     rig.send(1, frame2, 301)
     wait_for(lambda: rig.outputs('pose', 301), what='the synchronised pair 301')
-    assert rig.node.counts()['dropped'] == before + 2
+    assert rig.node.accounting.counts()['dropped'] == before + 2
     assert not rig.outputs('pose', 300) and not rig.outputs('depth', 300)
     wait_for(lambda: int((diagnostics_of(probe, 'pair_node') or {}).get('sync_unmatched', 0))
              >= 2, what='sync drops in /diagnostics')
 
 
 def test_bad_input_is_rejected_counted_and_survived(rig, probe):
-    before = rig.node.counts()['rejected']
+    before = rig.node.accounting.counts()['rejected']
     good = _frames()[0]
     depth = numpy_to_image(np.ones(CAMERA, np.float32), '32FC1')
     short_step = numpy_to_image(good, 'rgb8')
@@ -199,7 +199,8 @@ def test_bad_input_is_rejected_counted_and_survived(rig, probe):
         msg.header.stamp.sec = 400 + i
         (rig.left if i % 2 else rig.right).publish(msg)
     rig.info.publish(CameraInfo())  # all-zero K: uncalibrated
-    wait_for(lambda: rig.node.counts()['rejected'] >= before + 4, what='4 rejections')
+    wait_for(lambda: rig.node.accounting.counts()['rejected'] >= before + 4,
+             what='4 rejections')
     frame1, frame2 = _frames()
     rig.send(0, frame1, 499)
     rig.send(1, frame2, 499)
@@ -207,6 +208,8 @@ def test_bad_input_is_rejected_counted_and_survived(rig, probe):
     assert not [m for m in probe.messages('test/pose') if 400 <= m.header.stamp.sec < 499]
     wait_for(lambda: int((diagnostics_of(probe, 'pair_node') or {}).get('rejected', 0))
              >= before + 4, what='rejections in /diagnostics')
+    wait_for(lambda: 'total_ms_median' in diagnostics_of(probe, 'pair_node'),
+             what='latency in /diagnostics')
     values = diagnostics_of(probe, 'pair_node')
     for stage in ('convert', 'sync_wait', 'preprocess', 'inference', 'publish', 'total'):
         assert float(values[f'{stage}_ms_median']) >= 0.0
@@ -229,7 +232,7 @@ def test_network_resolution_typed_input_and_missing_camera_info(ros_context, spi
         np.testing.assert_allclose(image_to_numpy(depth), depth_ref, rtol=1e-5, atol=1e-7)
         _check_pose(rig.outputs('pose', 10)[0], rotation, translation, 2.0)
         assert not rig.outputs('disparity', 10)  # no CameraInfo, no focal_length
-        assert rig.node.counts()['no_camera_info'] == 1
+        assert rig.node.accounting.counts()['no_camera_info'] == 1
         assert rig.node.set_parameters([Parameter('focal_length', value=40.0)])[0].successful
         rig.send(0, frame1, 11)
         rig.send(1, frame2, 11)
@@ -271,7 +274,7 @@ def test_bad_configuration_fails_configure_cleanly(ros_context, model_dir, tmp_p
                     parameter_overrides=_params(model_dir, **extra))
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-        assert node._state_label() == 'unconfigured' and node.model is None
-        assert node.diagnostic_status().values  # still alive and reporting
+        assert node.state_label() == 'unconfigured' and node.model is None
+        assert node.diagnostics.status().values  # still alive and reporting
     finally:
         node.destroy_node()

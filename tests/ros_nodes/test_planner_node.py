@@ -3,7 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.ros_nodes.conftest import diagnostics_of, wait_for, wait_matched
+from tests.ros_nodes.conftest import (
+    DEADLINE,
+    diagnostics_of,
+    wait_for,
+    wait_matched,
+    wait_subscribed,
+)
 
 rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
@@ -79,10 +85,7 @@ class _Rig:
                            (self.pose_pub, f'{prefix}/ee_pose')):
             wait_matched(pub, self.node, topic)
         for topic in ('action', 'distance'):
-            wait_for(lambda t=topic: probe.node.count_publishers(f'{prefix}/{t}') >= 1,
-                     what=f'{topic} publisher')
-            wait_for(lambda t=topic: self.node.count_subscribers(f'{prefix}/{t}') >= 1,
-                     what=f'{topic} subscriber')
+            wait_subscribed(self.node, f'{prefix}/{topic}')
 
     def send(self, sec, frame, quat=QUAT):
         self.image_pub.publish(numpy_to_image(frame, 'rgb8', header=_header(sec)))
@@ -126,6 +129,8 @@ def test_goal_topic_late_joiner_action_and_distance_equal_direct_calls(
         # the second control step of the 4 cm move comes from the queue: no re-plan
         rig.send(6, frame)
         wait_for(lambda: len(rig.actions()) >= 2, what='second action')
+        wait_for(lambda: rig.node.accounting.counts()['published'] >= 2, what='2 published')
+        assert rig.node.accounting.counts()['plans'] == 1  # counted before 'published'
         np.testing.assert_allclose(rig.actions()[1].axes,
                                    direct.select_action({'image': frame,
                                                          'tool_quat': np.array(QUAT)}),
@@ -142,7 +147,7 @@ def test_no_goal_no_action_counted_then_capture_goal_service(
     rig = _Rig(ros_context, spinner, probe, 'b', policy_path)
     client = probe.node.create_client(Trigger, 'capture_goal')
     try:
-        assert client.wait_for_service(timeout_sec=10.0)
+        assert client.wait_for_service(timeout_sec=DEADLINE)
         future = client.call_async(Trigger.Request())  # no frame yet
         wait_for(future.done, what='capture_goal response')
         assert not future.result().success and 'b/image' in future.result().message
@@ -150,7 +155,8 @@ def test_no_goal_no_action_counted_then_capture_goal_service(
         frame = _frame(3)
         rig.send(10, frame)
         rig.send(11, _frame(4))
-        wait_for(lambda: rig.node.counts().get('no_goal', 0) >= 2, what='2 no-goal counts')
+        wait_for(lambda: rig.node.accounting.counts().get('no_goal', 0) >= 2,
+                 what='2 no-goal counts')
         wait_for(lambda: int((diagnostics_of(probe, 'b_planner_node') or {}).get(
             'no_goal', 0)) >= 2, what='no_goal in diagnostics')
         assert diagnostics_of(probe, 'b_planner_node')['goal'] == 'none'
@@ -181,7 +187,7 @@ def test_missing_policy_path_fails_configure_cleanly(ros_context, tmp_path):
                            parameter_overrides=_overrides(policy_path=path))
         try:
             assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-            assert node._state_label() == 'unconfigured' and node.policy is None
+            assert node.state_label() == 'unconfigured' and node.policy is None
         finally:
             node.destroy_node()
 
@@ -233,26 +239,33 @@ def test_closed_loop_with_sim_node_wrist_camera(ros_context, spinner, probe, pol
     probe.listen(Image, f'{ns}/wrist/image_raw')
     spinner.add(planner, sim)
     client = probe.node.create_client(Trigger, f'{ns}/capture_goal')
+    def stamps(topic):
+        return {(m.header.stamp.sec, m.header.stamp.nanosec) for m in probe.messages(topic)}
+
     try:
         assert planner.bring_up()
-        wait_for(lambda: sim.count_subscribers(f'{ns}/wrist/image_raw') >= 2
-                 and sim.count_subscribers(f'{ns}/ee_pose') >= 1, what='planner inputs')
-        assert sim.bring_up()
-        wait_for(lambda: planner.counts().get('no_goal', 0) >= 1, what='a goal-less frame')
+        # the sim publishes its first observation on activation: match its outputs first
+        assert sim.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        wait_subscribed(sim, f'{ns}/wrist/image_raw', subscribers=2)  # planner and probe
+        wait_subscribed(sim, f'{ns}/ee_pose')
+        wait_subscribed(planner, f'{ns}/action')
+        assert sim.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        wait_for(lambda: planner.accounting.counts().get('no_goal', 0) >= 1,
+                 what='a goal-less frame')
         assert not probe.messages(f'{ns}/action')
-        assert client.wait_for_service(timeout_sec=10.0)
+        assert client.wait_for_service(timeout_sec=DEADLINE)
         future = client.call_async(Trigger.Request())
         wait_for(future.done, what='capture_goal response')
         assert future.result().success, future.result().message
         wait_for(lambda: len(probe.messages(f'{ns}/action')) >= 3, what='3 actions')
-        frames = {(m.header.stamp.sec, m.header.stamp.nanosec)
-                  for m in probe.messages(f'{ns}/wrist/image_raw')}
         actions = probe.messages(f'{ns}/action')
-        assert {(m.header.stamp.sec, m.header.stamp.nanosec) for m in actions} <= frames
         assert all(len(m.axes) == 4 for m in actions) and planner.last_distance is not None
-        wait_for(lambda: len(frames | {(m.header.stamp.sec, m.header.stamp.nanosec)
-                                       for m in probe.messages(f'{ns}/wrist/image_raw')})
-                 >= 3, what='the sim stepping on the actions')
+        # every action answers a published frame (the probe may take the frame after it)
+        answered = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in actions}
+        wait_for(lambda: answered <= stamps(f'{ns}/wrist/image_raw'),
+                 what=f'frames stamped {sorted(answered)}')
+        wait_for(lambda: len(stamps(f'{ns}/wrist/image_raw')) >= 3,
+                 what='the sim stepping on the actions')
     finally:
         probe.node.destroy_client(client)
         spinner.remove(planner, sim)

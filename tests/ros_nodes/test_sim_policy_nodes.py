@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.ros_nodes.conftest import wait_for, wait_matched
+from tests.ros_nodes.conftest import DEADLINE, wait_for, wait_matched, wait_subscribed
 
 rclpy = pytest.importorskip('rclpy')
 pytest.importorskip('mujoco')
@@ -19,7 +19,7 @@ from std_msgs.msg import Header, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from embodied_vision.policies import OBS_EMBEDDING, OBS_STATE, make_policy  # noqa: E402
-from embodied_vision.policies.training import train_bc  # noqa: E402
+from embodied_vision.policies.bc.training_bc_mlp import train_bc  # noqa: E402
 from embodied_vision.ros_nodes.conversions import (  # noqa: E402
     camera_info_to_intrinsics,
     image_to_numpy,
@@ -35,18 +35,24 @@ def _overrides(**values):
     return [Parameter(k, value=v) for k, v in values.items()]
 
 
+OBSERVATION_TOPICS = (('front/image_raw', Image), ('front/depth/image_raw', Image),
+                      ('front/camera_info', CameraInfo), ('ee_pose', PoseStamped),
+                      ('gripper_state', JointState), ('expert_action', Joy))
+
+
 @pytest.fixture(scope='module')
 def sim(ros_context, spinner, probe):
     node = SimNode(context=ros_context, parameter_overrides=_overrides(
         task='Reach', cameras=['front'], image_width=64, image_height=64, seed=SEED,
         step_mode='lockstep', action_timeout=0.3, control_rate=200.0, auto_reset=False,
         publish_expert_action=True, diagnostics_period=0.2, log_throttle_period=0.0))
-    for topic, msg_type in (('front/image_raw', Image), ('front/depth/image_raw', Image),
-                            ('front/camera_info', CameraInfo), ('ee_pose', PoseStamped),
-                            ('gripper_state', JointState), ('expert_action', Joy)):
+    for topic, msg_type in OBSERVATION_TOPICS:
         probe.listen(msg_type, topic)
     spinner.add(node)
-    assert node.bring_up()
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    for topic, _ in OBSERVATION_TOPICS:  # matched before the first observation goes out
+        wait_subscribed(node, topic)
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     pub = probe.publisher(Joy, 'action')
     wait_matched(pub, node, 'action')
     yield node, pub
@@ -72,8 +78,8 @@ def _stamps(probe, topic):
 
 def test_sim_publishes_what_the_env_renders_and_applies_actions(sim, probe, direct_env):
     node, pub = sim
-    wait_for(lambda: probe.messages('front/image_raw') and probe.messages('expert_action'),
-             what='first observation')
+    wait_for(lambda: all(probe.messages(topic) for topic, _ in OBSERVATION_TOPICS),
+             what='the first observation on every topic')
     first = probe.messages('front/image_raw')[0]
     obs, _ = direct_env.reset(seed=SEED)
     np.testing.assert_array_equal(image_to_numpy(first), obs['front/rgb'])
@@ -101,16 +107,16 @@ def test_sim_publishes_what_the_env_renders_and_applies_actions(sim, probe, dire
 
 def test_sim_rejects_bad_actions_and_resets_on_request(sim, probe):
     node, pub = sim
-    before = node.counts()['rejected']
+    before = node.accounting.counts()['rejected']
     pub.publish(Joy(axes=[0.1, 0.2]))
     pub.publish(Joy(axes=[float('nan'), 0.0, 0.0, 0.0]))
-    wait_for(lambda: node.counts()['rejected'] >= before + 2, what='2 rejected actions')
+    wait_for(lambda: node.accounting.counts()['rejected'] >= before + 2, what='2 rejected actions')
     client = probe.node.create_client(Trigger, 'reset')
-    assert client.wait_for_service(timeout_sec=10.0)
+    assert client.wait_for_service(timeout_sec=DEADLINE)
     future = client.call_async(Trigger.Request())
     wait_for(future.done, what='reset response')
     assert future.result().success and 'target' in future.result().message
-    assert node.diagnostic_status().values
+    assert node.diagnostics.status().values
 
 
 @pytest.fixture(scope='module')
@@ -146,7 +152,7 @@ def test_policy_node_action_equals_select_action(ros_context, spinner, probe, bc
         for pub, topic in ((emb_pub, 'p/embedding'), (pose_pub, 'p/ee_pose'),
                            (grip_pub, 'p/gripper')):
             wait_matched(pub, node, topic)
-        wait_for(lambda: probe.node.count_publishers('p/action') >= 1, what='action pub')
+        wait_subscribed(node, 'p/action')
         rng = np.random.default_rng(1)
         embedding = rng.normal(size=(1, 8)).astype(np.float32)
         state = rng.normal(size=8).astype(np.float32)
@@ -163,13 +169,13 @@ def test_policy_node_action_equals_select_action(ros_context, spinner, probe, bc
         expected = policy.select_action({OBS_EMBEDDING: embedding[0], OBS_STATE: state})
         np.testing.assert_allclose(action.axes, expected.numpy(), rtol=1e-5, atol=1e-6)
 
-        before = node.counts()['rejected']
+        before = node.accounting.counts()['rejected']
         bad = embedding.copy()
         bad[0, 3] = np.nan
         emb_pub.publish(numpy_to_image(bad, '32FC1', header=_header(6)))
         emb_pub.publish(numpy_to_image(np.zeros((1, 9), np.float32), '32FC1',
                                        header=_header(7)))
-        wait_for(lambda: node.counts()['rejected'] >= before + 2, what='2 rejections')
+        wait_for(lambda: node.accounting.counts()['rejected'] >= before + 2, what='2 rejections')
         assert len(probe.messages('p/action')) == 1
     finally:
         spinner.remove(node)
@@ -204,7 +210,7 @@ def test_policy_node_runs_an_image_policy(ros_context, spinner, probe, l4s_check
             ('q/image', Image), ('q/ee_pose', PoseStamped), ('q/gripper', JointState))}
         for topic, pub in pubs.items():
             wait_matched(pub, node, topic)
-        wait_for(lambda: probe.node.count_publishers('q/action') >= 1, what='action pub')
+        wait_subscribed(node, 'q/action')
         rng = np.random.default_rng(2)
         frame = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
         state = rng.normal(size=8).astype(np.float32)
@@ -219,7 +225,8 @@ def test_policy_node_runs_an_image_policy(ros_context, spinner, probe, l4s_check
                                                  position=[float(state[7])]))
 
         send(3, numpy_to_image(frame, 'rgb8', header=_header(3)))  # before any instruction
-        wait_for(lambda: node.counts().get('rejected', 0) >= 1, what='no-instruction reject')
+        wait_for(lambda: node.accounting.counts().get('rejected', 0) >= 1,
+                 what='no-instruction reject')
         instruction = 'put the carrot in the bowl'
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         instruction_pub = probe.publisher(String, 'q/instruction', latched)
@@ -237,10 +244,10 @@ def test_policy_node_runs_an_image_policy(ros_context, spinner, probe, l4s_check
                                              'instruction': instruction, 'domain': 'sim'})
         assert not np.allclose(sim_prefixed, expected)  # the domain prefix reaches FiLM
 
-        before = node.counts()['rejected']
+        before = node.accounting.counts()['rejected']
         depth = np.ones((32, 32), np.float32)
         send(5, numpy_to_image(depth, '32FC1', header=_header(5)))
-        wait_for(lambda: node.counts()['rejected'] >= before + 1, what='32FC1 reject')
+        wait_for(lambda: node.accounting.counts()['rejected'] >= before + 1, what='32FC1 reject')
         assert len(probe.messages('q/action')) == 1
     finally:
         spinner.remove(node)
@@ -253,7 +260,7 @@ def test_policy_node_bad_checkpoint_fails_configure(ros_context, tmp_path):
         policy_type='checkpoint', policy_path=str(tmp_path / 'nothing')))
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-        assert node._state_label() == 'unconfigured'
+        assert node.state_label() == 'unconfigured'
     finally:
         node.destroy_node()
 

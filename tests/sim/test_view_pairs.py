@@ -3,12 +3,11 @@ import h5py
 import numpy as np
 import pytest
 
+from embodied_vision.data.view_pairs import FORMAT, read_pairs
 from embodied_vision.sim.view_pairs import (
-    FORMAT,
     compose_config,
     covisibility,
     main,
-    read_pairs,
     render_pairs,
     render_view,
     view_overlap,

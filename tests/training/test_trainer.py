@@ -117,7 +117,7 @@ def test_bad_config_is_named():
 
 def test_hydra_entry_point_trains_and_resumes(tmp_path):
     from embodied_vision.cli import main
-    args = ['train', '+task._target_=tests.training.toy_task.ToyRegression', '+task.n=128',
+    args = ['train', 'task.name=toy_regression', '+task.n=128',  # registered by toy_task
             'trainer.max_steps=20', 'trainer.batch_size=8', 'trainer.device=cpu',
             'trainer.progress=false', 'optimizer.lr=0.01', 'name=toy',
             f'hydra.run.dir={tmp_path}']

@@ -2,7 +2,10 @@
 import torch
 from torch.utils.data import TensorDataset
 
+from embodied_vision.training import register_task
 
+
+@register_task('toy_regression')
 class ToyRegression:
     """Fit y = x @ w_true with a linear layer; loss must fall to ~0."""
 

@@ -30,6 +30,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from timm.optim import param_groups_weight_decay
 import torch
 from torch.utils.data import Dataset
 
@@ -37,11 +38,12 @@ from embodied_vision.downstream.croco_geometry import (
     create_pair_geometry_model,
     save_pair_geometry_model,
 )
-from embodied_vision.pretrain.croco_pretrain import color_jitter
+from embodied_vision.pretrain.augment import colour_jitter
+from embodied_vision.training.registry import register_task
 
-__all__ = ['PairGeometryDataset', 'PairGeometryTask', 'compare_runs', 'depth_loss',
-           'depth_metrics', 'direction_error_deg', 'geodesic_angle', 'load_geometry_pairs',
-           'main', 'pose_loss', 'relative_pose', 'rotation_error_deg']
+__all__ = ['CroCoGeometryTask', 'PairGeometryDataset', 'depth_loss', 'depth_metrics',
+           'direction_error_deg', 'geodesic_angle', 'load_geometry_pairs', 'pose_loss',
+           'relative_pose', 'rotation_error_deg']
 
 _logger = logging.getLogger(__name__)
 _KEYS = ('rgb1', 'rgb2', 'depth1', 'depth2', 'T1', 'T2', 'seed')
@@ -58,7 +60,7 @@ def relative_pose(T1: np.ndarray, T2: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def load_geometry_pairs(paths: Sequence[str]) -> dict:
     """Arrays of one or more view-pair files with depth, concatenated (`rgb1`, `rgb2`,
     `depth1`, `depth2`, `T1`, `T2`, `seed`)."""
-    from embodied_vision.sim.view_pairs import read_pairs
+    from embodied_vision.data.view_pairs import read_pairs
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not len(paths):
@@ -86,7 +88,8 @@ class PairGeometryDataset(Dataset):
         size: `(H, W)` crop; the same window in both views (random when `augment`, else
             centred). Images must be at least this size.
         augment: random crop, colour jitter per view, and random view swap (`swap`).
-        jitter: colour-jitter strength (factors in `[1 - jitter, 1 + jitter]`).
+        jitter: colour-jitter strength (factors in `[1 - jitter, 1 + jitter]`, torchvision's
+            `v2.ColorJitter` on brightness, contrast, saturation).
         swap: with `augment`, swap the views with probability 1/2 (depth2 becomes the target
             and the pose is inverted).
     """
@@ -99,6 +102,7 @@ class PairGeometryDataset(Dataset):
                              f'{tuple(size)}: render them at least that size')
         self.data, self.indices, self.size = data, [int(i) for i in indices], tuple(size)
         self.augment, self.jitter, self.swap = augment, jitter, swap
+        self.colour = colour_jitter(jitter) if augment else None
         self.rotation, self.translation = relative_pose(data['T1'], data['T2'])
 
     def __len__(self) -> int:
@@ -120,8 +124,8 @@ class PairGeometryDataset(Dataset):
         window = (slice(top, top + h), slice(left, left + w))
         views = [torch.from_numpy(np.ascontiguousarray(v[window])).permute(2, 0, 1).float()
                  for v in (rgb1, rgb2)]
-        if self.augment and self.jitter > 0:
-            views = [color_jitter(v / 255.0, self.jitter) * 255.0 for v in views]
+        if self.colour is not None:
+            views = [self.colour(v / 255.0) * 255.0 for v in views]
         baseline = float(np.linalg.norm(translation))
         return {'pair': torch.cat(views, dim=0),
                 'depth': torch.from_numpy(np.ascontiguousarray(depth[window]))[None].float(),
@@ -189,7 +193,8 @@ def depth_metrics(pred: torch.Tensor, depth: torch.Tensor) -> dict[str, torch.Te
 
 
 # --------------------------------------------------------------------------- task
-class PairGeometryTask:
+@register_task('croco_geometry')
+class CroCoGeometryTask:
     """Fine-tune a `PairGeometryModel` for depth and/or relative pose on view pairs.
 
     Args:
@@ -213,7 +218,8 @@ class PairGeometryTask:
         eval_pairs: at most this many held-out pairs per evaluation.
         eval_batch: evaluation batch size.
         num_images: rows of `depth.png` written by `export` (0: none).
-        weight_decay: AdamW decay of >= 2-D weights (none on biases, norms); None: one group.
+        weight_decay: AdamW decay of >= 2-D weights, none on biases, norms and the backbone's
+            `no_weight_decay()` (`timm.optim.param_groups_weight_decay`); None: one group.
         seed: seeds the scene split.
     """
 
@@ -269,14 +275,10 @@ class PairGeometryTask:
                                    jitter=self.jitter, swap=self.swap_views)
 
     def trainable_parameters(self, model):
-        params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         if self.weight_decay is None:
-            return [p for _, p in params]
-        no_decay = {f'backbone.{n}' for n in model.backbone.no_weight_decay()}
-        decay = [p for name, p in params if p.ndim >= 2 and name not in no_decay]
-        rest = [p for name, p in params if p.ndim < 2 or name in no_decay]
-        return [{'params': decay, 'weight_decay': self.weight_decay},
-                {'params': rest, 'weight_decay': 0.0}]
+            return [p for p in model.parameters() if p.requires_grad]
+        no_decay = [f'backbone.{n}' for n in model.backbone.no_weight_decay()]
+        return param_groups_weight_decay(model, self.weight_decay, no_weight_decay_list=no_decay)
 
     def loss(self, model, batch) -> tuple[torch.Tensor, dict]:
         out = model.forward_outputs(batch['pair'], depth=self.depth_weight > 0,
@@ -407,51 +409,3 @@ def _depth_figure(model, data: PairGeometryDataset, rows: int, path: Path) -> No
     image = Image.fromarray(grid)
     scale = max(1, 192 // data.size[0])
     image.resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST).save(path)
-
-
-# ------------------------------------------------------------------- comparison
-_TABLE_KEYS = ('abs_rel', 'delta1', 'ref_abs_rel', 'rot_err_median_deg', 'rot_err_mean_deg',
-               'trans_err_median_deg', 'ref_rot_err_median_deg', 'ref_trans_err_median_deg')
-
-
-def compare_runs(run_dirs: Sequence[str]) -> list[dict]:
-    """One row per run folder: its final held-out metrics (from `summary.json`), steps, time."""
-    import json
-    rows = []
-    for run in run_dirs:
-        path = Path(run) / 'summary.json'
-        if not path.exists():
-            raise FileNotFoundError(f'{path} not found: is {run} a finished training run?')
-        summary = json.loads(path.read_text())
-        final = {k.removeprefix('eval/'): v for k, v in summary.get('final', {}).items()}
-        rows.append({'run': str(run), 'steps': summary.get('steps'),
-                     'seconds': round(float(summary.get('seconds', math.nan)), 1),
-                     **{k: final[k] for k in _TABLE_KEYS if k in final}})
-    return rows
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m embodied_vision.downstream.croco_geometry_training RUN... [--json OUT]`:
-    print a markdown table of the runs' final held-out metrics."""
-    import argparse
-    import json
-    import sys
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument('runs', nargs='+', help='training run folders (with summary.json)')
-    parser.add_argument('--json', help='also write the rows to this JSON file')
-    args = parser.parse_args(argv)
-    rows = compare_runs(args.runs)
-    keys = ['run', 'steps', 'seconds'] + [k for k in _TABLE_KEYS if any(k in r for r in rows)]
-    lines = ['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)]
-    for row in rows:
-        cells = [f'{row[k]:.4g}' if isinstance(row.get(k), float) else str(row.get(k, ''))
-                 for k in keys]
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    sys.stdout.write('\n'.join(lines) + '\n')
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + '\n')
-    return 0
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())

@@ -8,9 +8,10 @@ CroCo v2: Improved Cross-view Completion Pre-training for Stereo Matching and Op
 Data: view-pair files written by `embodied-vision view-pairs` (`embodied_vision.sim.view_pairs`).
 Training items follow upstream's `crop224+acolor` transform: an independent random crop of
 each view to the model's input size (the two crops differ on purpose) and asymmetric colour
-jitter (brightness, contrast, saturation factors in [0.6, 1.4], hue 0, drawn per view, in
-random order), then ImageNet normalisation. The loss is the model's own masked MSE on
-per-patch-normalised pixels over the masked patches of view 1 (`CroCoPair.forward_loss`).
+jitter (torchvision's `v2.ColorJitter`: brightness, contrast, saturation factors in
+[0.6, 1.4], hue 0, drawn per view, in random order), then ImageNet normalisation. The loss is
+the model's own masked MSE on per-patch-normalised pixels over the masked patches of view 1
+(`CroCoPair.forward_loss`).
 
 Evaluation (pairs held out by `val_fraction`, centre crops, no jitter, fixed masks) reports
 `masked_loss`, `mean_loss` (the loss of predicting the mean: per-patch-normalised targets have
@@ -28,26 +29,28 @@ import math
 from pathlib import Path
 
 import numpy as np
+from timm.optim import param_groups_weight_decay
 import torch
 from torch.utils.data import Dataset
 
 from embodied_vision.checkpoints import save_encoder
 from embodied_vision.encoders import create_encoder
-from embodied_vision.encoders.croco import IMAGENET_MEAN, IMAGENET_STD, masked_mse_loss
+from embodied_vision.encoders.croco import IMAGENET_MEAN, IMAGENET_STD
+from embodied_vision.layers.masking import masked_mse_loss
+from embodied_vision.pretrain.augment import colour_jitter
+from embodied_vision.training.registry import register_task
 
-__all__ = ['CroCoPretrainTask', 'ViewPairDataset', 'color_jitter', 'load_pairs',
-           'mean_predictor_loss', 'warmup_cosine']
+__all__ = ['CroCoPretrainTask', 'ViewPairDataset', 'load_pairs', 'mean_predictor_loss']
 
 _logger = logging.getLogger(__name__)
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
 
 
 def load_pairs(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """`(rgb1, rgb2)` uint8 `(N, H, W, 3)` of one or more view-pair files, concatenated."""
-    from embodied_vision.sim.view_pairs import read_pairs
+    from embodied_vision.data.view_pairs import read_pairs
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not len(paths):
@@ -58,28 +61,6 @@ def load_pairs(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f'view-pair files have different image sizes {sorted(shapes)}')
     return (np.concatenate([d['rgb1'] for d in loaded]),
             np.concatenate([d['rgb2'] for d in loaded]))
-
-
-def color_jitter(img: torch.Tensor, strength: float = 0.4,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Brightness, contrast and saturation of a `(3, H, W)` [0, 1] image, each scaled by a
-    factor uniform in `[1 - strength, 1 + strength]`, applied in random order (hue untouched),
-    clamped to [0, 1] after each, like torchvision's ColorJitter."""
-    if strength <= 0:
-        return img
-    factors = 1.0 + (torch.rand(3, generator=generator) * 2.0 - 1.0) * strength
-    for op in torch.randperm(3, generator=generator).tolist():
-        f = float(factors[op])
-        if op == 0:
-            img = img * f
-        elif op == 1:
-            grey = (img * _LUMA).sum(0).mean()
-            img = (img - grey) * f + grey
-        else:
-            grey = (img * _LUMA).sum(0, keepdim=True)
-            img = (img - grey) * f + grey
-        img = img.clamp(0.0, 1.0)
-    return img
 
 
 def _crop(img: torch.Tensor, size: tuple[int, int], random: bool,
@@ -116,6 +97,7 @@ class ViewPairDataset(Dataset):
         self.rgb1, self.rgb2 = rgb1, rgb2
         self.indices = [int(i) for i in indices]
         self.size, self.augment, self.jitter = tuple(size), augment, jitter
+        self.colour = colour_jitter(jitter) if augment else None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -123,8 +105,8 @@ class ViewPairDataset(Dataset):
     def _view(self, image: np.ndarray) -> torch.Tensor:
         img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
         img = _crop(img, self.size, self.augment, None)
-        if self.augment:
-            img = color_jitter(img, self.jitter)
+        if self.colour is not None:
+            img = self.colour(img)
         return (img - _MEAN) / _STD
 
     def __getitem__(self, i: int) -> dict:
@@ -137,26 +119,7 @@ def mean_predictor_loss(target: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     return masked_mse_loss(torch.zeros_like(target), target, mask, norm_pix=True)
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0,
-                  min_lr_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step linear warm-up then half-cosine decay to `min_lr_ratio * lr` (as upstream).
-
-    Use as the trainer's `scheduler` partial: `{_target_: ...warmup_cosine, _partial_: true,
-    total_steps: ..., warmup_steps: ...}`.
-    """
-    if total_steps < 1 or warmup_steps < 0:
-        raise ValueError(f'need total_steps >= 1 and warmup_steps >= 0, got {total_steps}, '
-                         f'{warmup_steps}')
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
+@register_task('croco_pretrain')
 class CroCoPretrainTask:
     """Cross-view completion pretraining of a registered `CroCoPair` model on view pairs.
 
@@ -170,9 +133,10 @@ class CroCoPretrainTask:
         eval_pairs: at most this many pairs per evaluation set (held out, and training).
         eval_batch: evaluation batch size.
         num_images: rows of the reconstruction grid written by `export`.
-        weight_decay: AdamW weight decay of the >= 2-D weights; biases, norms and the mask
-            token get none (upstream). Returned as parameter groups by `trainable_parameters`
-            (so the trainer's `grad_clip` must stay 0).
+        weight_decay: AdamW weight decay of the >= 2-D weights; biases, norms, the mask
+            token and the positional embeddings (`model.no_weight_decay()`) get none
+            (upstream): `timm.optim.param_groups_weight_decay` groups from
+            `trainable_parameters`. None: one group, the optimiser's own weight decay.
         seed: seeds the validation split and the evaluation masks.
     """
 
@@ -205,14 +169,10 @@ class CroCoPretrainTask:
                                jitter=self.jitter)
 
     def trainable_parameters(self, model):
-        params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         if self.weight_decay is None:
-            return [p for _, p in params]
-        no_decay = set(getattr(model, 'no_weight_decay', set)())
-        decay = [p for name, p in params if p.ndim >= 2 and name not in no_decay]
-        rest = [p for name, p in params if p.ndim < 2 or name in no_decay]
-        return [{'params': decay, 'weight_decay': self.weight_decay},
-                {'params': rest, 'weight_decay': 0.0}]
+            return [p for p in model.parameters() if p.requires_grad]
+        no_decay = getattr(model, 'no_weight_decay', set)()
+        return param_groups_weight_decay(model, self.weight_decay, no_weight_decay_list=no_decay)
 
     def loss(self, model, batch) -> tuple[torch.Tensor, dict]:
         loss, _ = model.forward_loss(batch['img1'], batch['img2'])

