@@ -12,9 +12,8 @@ import time
 
 import numpy as np
 
-from embodied_vision.ros_nodes.conversions import (
-    image_to_numpy,
-    numpy_to_image,
+from embodied_vision.ros_nodes.conversions import image_to_numpy, numpy_to_image
+from embodied_vision.ros_nodes.pointcloud import (
     numpy_to_pointcloud2,
     pointcloud2_to_numpy,
     unpack_rgb,

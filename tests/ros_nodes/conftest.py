@@ -23,14 +23,16 @@ rclpy = pytest.importorskip('rclpy')
 DEADLINE = 120.0  # seconds before any wait on the graph or on a message fails
 
 
-def wait_for(condition, timeout=DEADLINE, period=0.01, what='condition'):
-    """Poll `condition()` until true; fail the test after `timeout` seconds."""
+def wait_for(condition, timeout=DEADLINE, period=0.01, what='condition', state=None):
+    """Poll `condition()` until true; fail the test after `timeout` seconds, with what
+    `state()` says of the nodes then (counters, threads) so a rare hang can be diagnosed."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if condition():
             return True
         time.sleep(period)
-    raise AssertionError(f'timed out after {timeout:.0f} s waiting for {what}')
+    seen = f'; then: {state()}' if state is not None else ''
+    raise AssertionError(f'timed out after {timeout:.0f} s waiting for {what}{seen}')
 
 
 class Spinner:

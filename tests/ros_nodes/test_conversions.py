@@ -15,11 +15,13 @@ from embodied_vision.ros_nodes.conversions import (
     image_to_numpy,
     intrinsics_to_camera_info,
     numpy_to_image,
+    pose_stamped_from_rt,
+    rotation_to_quaternion,
+)
+from embodied_vision.ros_nodes.pointcloud import (
     numpy_to_pointcloud2,
     pack_rgb,
     pointcloud2_to_numpy,
-    pose_stamped_from_rt,
-    rotation_to_quaternion,
     unpack_rgb,
 )
 

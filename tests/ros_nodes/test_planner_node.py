@@ -242,6 +242,15 @@ def test_closed_loop_with_sim_node_wrist_camera(ros_context, spinner, probe, pol
     def stamps(topic):
         return {(m.header.stamp.sec, m.header.stamp.nanosec) for m in probe.messages(topic)}
 
+    def state():  # what each side saw, for a failure message
+        thread = sim._thread
+        return (f'planner {planner.state_label()}, counts {planner.accounting.counts()}; '
+                f'sim {sim.state_label()}, {sim.diagnostic_values()}, '
+                f'counts {sim.accounting.counts()}, thread alive '
+                f'{thread is not None and thread.is_alive()}, failure {sim.failure!r}; probe '
+                f'{len(probe.messages(f"{ns}/wrist/image_raw"))} frames, '
+                f'{len(probe.messages(f"{ns}/action"))} actions')
+
     try:
         assert planner.bring_up()
         # the sim publishes its first observation on activation: match its outputs first
@@ -251,13 +260,14 @@ def test_closed_loop_with_sim_node_wrist_camera(ros_context, spinner, probe, pol
         wait_subscribed(planner, f'{ns}/action')
         assert sim.trigger_activate() == TransitionCallbackReturn.SUCCESS
         wait_for(lambda: planner.accounting.counts().get('no_goal', 0) >= 1,
-                 what='a goal-less frame')
+                 what='a goal-less frame', state=state)
         assert not probe.messages(f'{ns}/action')
         assert client.wait_for_service(timeout_sec=DEADLINE)
         future = client.call_async(Trigger.Request())
-        wait_for(future.done, what='capture_goal response')
+        wait_for(future.done, what='capture_goal response', state=state)
         assert future.result().success, future.result().message
-        wait_for(lambda: len(probe.messages(f'{ns}/action')) >= 3, what='3 actions')
+        wait_for(lambda: len(probe.messages(f'{ns}/action')) >= 3, what='3 actions',
+                 state=state)
         actions = probe.messages(f'{ns}/action')
         assert all(len(m.axes) == 4 for m in actions) and planner.last_distance is not None
         # every action answers a published frame (the probe may take the frame after it)
