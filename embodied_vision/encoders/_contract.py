@@ -21,6 +21,8 @@ class InputContract:
         default_size: the spatial size the weights were trained at.
         size_multiple: every spatial side must be a multiple of this.
         min_size: smallest spatial side accepted.
+        max_size: largest spatial side accepted (None: no limit), e.g. a voxel model's
+            resolution, to which smaller grids are padded.
     """
 
     modality: str
@@ -32,6 +34,7 @@ class InputContract:
     default_size: tuple[int, ...] = ()
     size_multiple: int = 1
     min_size: int = 1
+    max_size: int | None = None
     notes: str = field(default='', compare=False)
 
     def __post_init__(self):
@@ -40,6 +43,8 @@ class InputContract:
         if self.size_multiple < 1 or self.min_size < 1:
             raise ValueError('size_multiple and min_size must be >= 1, got '
                              f'{self.size_multiple} and {self.min_size}')
+        if self.max_size is not None and self.max_size < self.min_size:
+            raise ValueError(f'max_size={self.max_size} is below min_size={self.min_size}')
 
     def to_dict(self) -> dict:
         """A JSON-serialisable description, stored with our checkpoints."""
@@ -47,9 +52,11 @@ class InputContract:
 
     def check_spatial(self, sizes: tuple[int, ...]) -> None:
         """Raise ValueError when spatial sides break the size rules."""
+        too_big = self.max_size is not None and max(sizes, default=0) > self.max_size
         for side in sizes:
-            if side < self.min_size or side % self.size_multiple:
+            if side < self.min_size or side % self.size_multiple or too_big:
+                limit = f' and <= {self.max_size}' if self.max_size is not None else ''
                 raise ValueError(
                     f'spatial size {tuple(sizes)} is not accepted: every side must be >= '
-                    f'{self.min_size} and a multiple of {self.size_multiple} '
+                    f'{self.min_size}{limit} and a multiple of {self.size_multiple} '
                     f'(trained at {self.default_size})')

@@ -12,7 +12,7 @@ Computed in float64 and returned as float32, like the buffers stored in `CroCo.p
 from timm.layers import resample_abs_pos_embed
 import torch
 
-__all__ = ['resample_pos_embed_2d', 'sincos_1d', 'sincos_pos_embed_2d']
+__all__ = ['resample_pos_embed_2d', 'sincos_1d', 'sincos_pos_embed_2d', 'sincos_pos_embed_3d']
 
 
 def sincos_1d(positions: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
@@ -49,3 +49,20 @@ def resample_pos_embed_2d(table: torch.Tensor, old_grid: tuple[int, int],
                                  num_prefix_tokens=0, interpolation='bicubic',
                                  antialias=False)
     return out[0].to(table.dtype)
+
+
+def sincos_pos_embed_3d(dim: int, grid: int, temperature: float = 10000.0) -> torch.Tensor:
+    """`(grid, grid, grid, dim)` float32 table of NeRF-MAE's `get_3d_sincos_pos_embed`.
+
+    Each third of the channels is a `sincos_1d` table of one axis: the first third encodes
+    axis 1 (y), the second axis 0 (x), the last axis 2 (z), as upstream's numpy `meshgrid`
+    with its default 'xy' indexing lays them out. `dim` must be a multiple of 6.
+    """
+    if dim % 6:
+        raise ValueError(f'dim={dim} must be a multiple of 6 for a 3D sin-cos table '
+                         '(three even thirds)')
+    third = sincos_1d(torch.arange(grid), dim // 3, temperature)        # (grid, dim/3)
+    x = third[:, None, None, :].expand(grid, grid, grid, -1)
+    y = third[None, :, None, :].expand(grid, grid, grid, -1)
+    z = third[None, None, :, :].expand(grid, grid, grid, -1)
+    return torch.cat((y, x, z), dim=-1).to(torch.float32)
