@@ -28,7 +28,9 @@ from tests.learning import LOG_ENV  # noqa: E402
 from tests.machine_info import cpu_capability, machine_lines  # noqa: E402
 
 _LOWER = {'AVX512': 'avx2', 'AVX2': 'default', 'DEFAULT': 'default'}
-_SUMMARY = re.compile(r'=+ (.*\b(?:passed|failed|error)\b.*) in [\d.]+s')
+# the last line of `pytest -q`: '652 passed, 8 deselected in 327.15s' (no '=' frame with -q)
+_SUMMARY = re.compile(r'^(?:=+ )?(\d.*\b(?:passed|failed|errors?)\b.*) in [\d.]+s',
+                      re.MULTILINE)
 
 
 def _tightest(log: Path) -> str:
@@ -67,8 +69,12 @@ def _run(name: str, env: dict, pytest_args: list[str], load: bool) -> bool:
     print(f'{name:<10} {summary}; {minutes:.1f} min; {_tightest(log)}'
           f'{"; " + settings if settings else ""}', flush=True)
     if result.returncode != 0:
-        failed = [line for line in result.stdout.splitlines() if line.startswith('FAILED')]
+        failed = [line for line in result.stdout.splitlines()
+                  if line.startswith(('FAILED', 'ERROR'))]
         print('\n'.join(f'           {line}' for line in failed), flush=True)
+        kept = Path(tempfile.gettempdir()) / f'ev-portability-{name}.log'
+        kept.write_text(result.stdout + '\n' + result.stderr)
+        print(f'           full output: {kept}', flush=True)
     shutil.rmtree(log.parent, ignore_errors=True)
     return result.returncode == 0
 
