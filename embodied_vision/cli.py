@@ -32,6 +32,8 @@ DELEGATED_COMMANDS = {
     'collect': ('embodied_vision.sim.collect:main', 'record expert episodes (key=value ...)'),
     'view-pairs': ('embodied_vision.sim.view_pairs:main',
                    'render overlapping view pairs for CroCo pretraining (key=value ...)'),
+    'grids': ('embodied_vision.sim.radiance_grids:main',
+              'render radiance grids + boxes/voxel classes for NeRF-MAE (key=value ...)'),
     'train': ('embodied_vision.scripts.train:main',
               'train an experiment (key=value ...; --help lists experiments and tasks)'),
     'pipeline': ('embodied_vision.ros_nodes.pipeline:main',

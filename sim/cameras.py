@@ -140,16 +140,22 @@ class CameraRig:
         cam.azimuth = azimuth
         cam.elevation = elevation
         renderer, rgb, depth_img = self._render(cam, True, height, width)
-        gl_cam = renderer.scene.camera[0]
-        forward = np.asarray(gl_cam.forward, dtype=np.float64)
-        up = np.asarray(gl_cam.up, dtype=np.float64)
+        # A mono render uses the average of the two stereo eyes (mjv_averageCamera); each
+        # eye sits ipd / 2 (3.4 cm by default) to the side of it.
+        left, right = renderer.scene.camera[0], renderer.scene.camera[1]
+        position = (np.asarray(left.pos, np.float64) + np.asarray(right.pos, np.float64)) / 2
+        forward = np.asarray(left.forward, np.float64) + np.asarray(right.forward, np.float64)
+        forward /= np.linalg.norm(forward)
+        up = np.asarray(left.up, np.float64) + np.asarray(right.up, np.float64)
+        up -= forward * (up @ forward)
+        up /= np.linalg.norm(up)
         rotation = np.stack([np.cross(forward, up), up, -forward], axis=1)
         h, w = rgb.shape[:2]
         return {
             'rgb': rgb,
             'depth': depth_img,
             'K': intrinsics(self.model.vis.global_.fovy, h, w),
-            'T_world_cam': _pose_cv(np.asarray(gl_cam.pos, dtype=np.float64), rotation),
+            'T_world_cam': _pose_cv(position, rotation),
         }
 
     # ------------------------------------------------------------------ parameters

@@ -100,3 +100,26 @@ def test_wrist_mount_is_constant(env):
     np.testing.assert_allclose(env.wrist_mount(), mount, atol=1e-4)
     np.testing.assert_allclose(env.ee_pose @ mount, env.camera_params('wrist')['T_world_cam'],
                                atol=1e-9)
+
+
+
+def test_free_views_see_the_cube_where_their_pose_says():
+    """A free (orbiting) view's pose is the centre the mono render uses, not one stereo eye
+    (3.4 cm to the side): the cube's top-face centre projects onto the red top face."""
+    env = gym.make('embodied_vision/Reach-v0', cameras=('front',), image_size=(96, 128))
+    env.reset(seed=0)
+    env = env.unwrapped
+    cube = env.body_pos('red_cube')
+    top = cube + np.array([0.0, 0.0, 0.02])
+    hits = []
+    for view in env.radiance_views(n_views=6, image_size=(96, 128)):
+        uv, depth = project_points(top[None], view['K'], view['T_world_cam'])
+        u, v = np.rint(uv[0]).astype(int)
+        assert 0 <= u < 128 and 0 <= v < 96
+        ray = np.linalg.inv(view['K']) @ np.array([u, v, 1.0])
+        hit = view['T_world_cam'] @ np.append(ray * view['depth'][v, u], 1.0)
+        r, g, b = view['rgb'][v, u].astype(int)
+        hits.append(abs(hit[2] - top[2]) < 0.002 and np.abs(hit[:2] - cube[:2]).max() < 0.02
+                    and r > g + 40 and r > b + 40)
+    env.close()
+    assert all(hits), hits
