@@ -8,6 +8,7 @@
     embodied-vision demo                          the `make demo` job
     embodied-vision collect task=PickPlace ...    record expert episodes (hydra overrides)
     embodied-vision view-pairs n=500 size=72 ...  CroCo view pairs from the sim (overrides)
+    embodied-vision grids n=200 resolution=64 ... NeRF-MAE radiance grids + labels (overrides)
     embodied-vision train experiment=NAME ...     train (hydra overrides; resumable; --help)
     embodied-vision runs RUN... [--keys K...]     final metrics of finished runs, as a table
     embodied-vision pipeline launch/config/demo.yaml   ROS 2 nodes in one process
