@@ -91,7 +91,8 @@ def load_state_strict(model: torch.nn.Module, state: Mapping, source: str) -> No
 
 
 def _accepted_formats(pretrained_cfgs: Sequence) -> dict[str, object]:
-    accepted = {}
+    """Format -> the weight source it carries; our own artefacts load into any model."""
+    accepted = {artifact.FORMAT_NAME: None}
     for cfg in pretrained_cfgs:
         for fmt in cfg.formats:
             accepted.setdefault(fmt, cfg)

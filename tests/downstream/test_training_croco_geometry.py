@@ -143,12 +143,13 @@ def test_few_steps_lower_the_loss(pairs, tmp_path, one_thread, weights):
             return float(task.loss(task.model.eval(), batch)[0])
 
     before = measured()
-    config = TrainerConfig(out_dir=str(tmp_path), max_steps=50, batch_size=8, device='cpu',
+    config = TrainerConfig(out_dir=str(tmp_path), max_steps=100, batch_size=8, device='cpu',
                            progress=False, log_every=5, checkpoint_every=0, resume=False)
     summary = Trainer(config, task, partial(torch.optim.AdamW, lr=3e-3)).fit()
+    # depth after 100 steps: 0.49 / 0.36 / 0.27 for seeds 0 / 1 / 2 (50 steps: 0.62 at seed 0)
     assert_learned(measured() / before, 0.7, 'depth' if weights[0] else 'pose')
     steps = MetricsLogger(tmp_path / 'metrics.csv', resume_step=10**9).series('loss')[0]
-    assert steps[-1] == 50
+    assert steps[-1] == 100
     final = summary['final']
     keys = ['abs_rel', 'delta1', 'ref_abs_rel'] if weights[0] else \
         ['rot_err_median_deg', 'ref_rot_err_median_deg', 'trans_err_median_deg']
@@ -156,7 +157,7 @@ def test_few_steps_lower_the_loss(pairs, tmp_path, one_thread, weights):
         assert np.isfinite(final[f'eval/{key}']), key
     assert (tmp_path / 'depth.png').exists() == bool(weights[0])
     (row,) = compare_runs([str(tmp_path)])
-    assert row['steps'] == 50 and row[keys[0]] == final[f'eval/{keys[0]}']
+    assert row['steps'] == 100 and row[keys[0]] == final[f'eval/{keys[0]}']
     from embodied_vision.cli import main
     assert main(['runs', str(tmp_path), '--keys', *keys, '--json',
                  str(tmp_path / 'rows.json')]) == 0
