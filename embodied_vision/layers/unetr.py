@@ -5,11 +5,43 @@ names: `transp_conv` (ConvTranspose3d, kernel = stride), then `conv_block`, a re
 `conv1` 3^3 -> InstanceNorm -> LeakyReLU(0.01) -> `conv2` 3^3 -> InstanceNorm (+ a `conv3`
 1^3 + InstanceNorm shortcut when the channel count changes) -> add -> LeakyReLU.
 InstanceNorm3d is not affine and keeps no running statistics, so it has no weights.
+
+The blocks compute in channels-last memory (`torch.channels_last_3d`): oneDNN's 3D
+convolutions run 1.7x (3^3) to 4x (transposed) faster on it than on contiguous NCDHW on a
+2-core AVX-512 box, and the Swin stage maps arrive in it (a `(B, X, Y, Z, C)` map seen as
+`(B, C, X, Y, Z)`). Instance norm is a two-pass mean / variance over the channels-last view
+(float32 like `nn.InstanceNorm3d`, eps 1e-5, biased variance).
 """
 import torch
 from torch import nn
+import torch.nn.functional as F
 
-__all__ = ['UnetOutBlock', 'UnetResBlock', 'UnetrUpBlock']
+__all__ = ['UnetOutBlock', 'UnetResBlock', 'UnetrUpBlock', 'instance_norm_3d']
+
+_CL = torch.channels_last_3d
+_EPS = 1e-5  # nn.InstanceNorm3d's default
+_SLOPE = 0.01
+
+
+def instance_norm_3d(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """`nn.InstanceNorm3d(C)(x)` (no affine, no running statistics) in channels-last memory:
+    per sample and channel, `(x - mean) / sqrt(var + 1e-5)` over the voxels. `inplace`
+    overwrites `x` (e.g. a convolution's output) instead of allocating another grid, unless
+    autograd records it."""
+    b, c = x.shape[:2]
+    flat = x.permute(0, 2, 3, 4, 1).reshape(b, -1, c)          # a view when x is channels-last
+    mean = flat.mean(dim=1, keepdim=True)
+    grad = _autograd(flat)
+    centred = flat - mean if grad or not inplace else flat.sub_(mean)
+    var = (centred * centred).mean(dim=1, keepdim=True)
+    rstd = torch.rsqrt(var + _EPS)
+    out = centred * rstd if grad else centred.mul_(rstd)   # centred is ours by now
+    return out.view(b, *x.shape[2:], c).permute(0, 4, 1, 2, 3)
+
+
+def _autograd(x: torch.Tensor) -> bool:
+    """Whether autograd records `x` (then no in-place updates: saved tensors must stay)."""
+    return torch.is_grad_enabled() and x.requires_grad
 
 
 class UnetResBlock(nn.Module):
@@ -20,19 +52,17 @@ class UnetResBlock(nn.Module):
         pad = kernel_size // 2
         self.conv1 = nn.Conv3d(in_channels, out_channels, kernel_size, padding=pad)
         self.conv2 = nn.Conv3d(out_channels, out_channels, kernel_size, padding=pad)
-        self.norm1 = nn.InstanceNorm3d(out_channels)
-        self.norm2 = nn.InstanceNorm3d(out_channels)
-        self.activation = nn.LeakyReLU(0.01)
-        if in_channels != out_channels:
-            self.conv3 = nn.Conv3d(in_channels, out_channels, kernel_size=1)
-            self.norm3 = nn.InstanceNorm3d(out_channels)
-        else:
-            self.conv3 = self.norm3 = None
+        self.conv3 = nn.Conv3d(in_channels, out_channels, kernel_size=1) \
+            if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.norm2(self.conv2(self.activation(self.norm1(self.conv1(x)))))
-        residual = x if self.conv3 is None else self.norm3(self.conv3(x))
-        return self.activation(out + residual)
+        x = x.contiguous(memory_format=_CL)
+        out = instance_norm_3d(self.conv1(x), inplace=True)
+        out = F.leaky_relu(out, _SLOPE, inplace=not _autograd(out))
+        out = instance_norm_3d(self.conv2(out), inplace=True)
+        residual = x if self.conv3 is None else instance_norm_3d(self.conv3(x), inplace=True)
+        out = out + residual if _autograd(out) else out.add_(residual)
+        return F.leaky_relu(out, _SLOPE, inplace=not _autograd(out))
 
 
 class UnetrUpBlock(nn.Module):
@@ -48,11 +78,11 @@ class UnetrUpBlock(nn.Module):
                                        out_channels, kernel_size)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.transp_conv(x)
+        out = self.transp_conv(x.contiguous(memory_format=_CL))
         if self.use_skip:
             if skip is None:
                 raise ValueError('this UnetrUpBlock concatenates a skip connection; got none')
-            out = torch.cat((out, skip), dim=1)
+            out = torch.cat((out, skip.contiguous(memory_format=_CL)), dim=1)
         return self.conv_block(out)
 
 
