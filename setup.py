@@ -99,6 +99,7 @@ setup(
             'policy_node = embodied_vision.ros_nodes.policy_node:main',
             'planner_node = embodied_vision.ros_nodes.planner_node:main',
             'pair_node = embodied_vision.ros_nodes.pair_node:main',
+            'voxel_node = embodied_vision.ros_nodes.voxel_node:main',
         ],
     },
 )

@@ -33,6 +33,7 @@ NODE_CLASSES = {
     'policy_node': 'embodied_vision.ros_nodes.policy_node:PolicyNode',
     'planner_node': 'embodied_vision.ros_nodes.planner_node:PlannerNode',
     'pair_node': 'embodied_vision.ros_nodes.pair_node:PairNode',
+    'voxel_node': 'embodied_vision.ros_nodes.voxel_node:VoxelNode',
 }
 
 

@@ -7,6 +7,7 @@ Publishes, per control step, all with the same header stamp (node clock, at rend
 | `<camera>/image_raw` | sensor_msgs/Image `rgb8` | colour, frame `<camera>_optical_frame` |
 | `<camera>/depth/image_raw` | sensor_msgs/Image `32FC1` | metric planar depth (m) |
 | `<camera>/camera_info` | sensor_msgs/CameraInfo | `K` of `camera_params`, plumb_bob, D = 0 |
+| `<camera>/pose` | geometry_msgs/PoseStamped | camera (optical frame, OpenCV) in `world` |
 | `ee_pose` | geometry_msgs/PoseStamped | end-effector pose in `world` |
 | `gripper_state` | sensor_msgs/JointState | `gripper_width` (m) |
 | `success` / `stage` / `stage_text` | std_msgs Bool / Int32 / String | task progress |
@@ -42,7 +43,11 @@ from sensor_msgs.msg import CameraInfo, Image, JointState, Joy
 from std_msgs.msg import Bool, Header, Int32, String
 from std_srvs.srv import Trigger
 
-from embodied_vision.ros_nodes.conversions import intrinsics_to_camera_info, numpy_to_image
+from embodied_vision.ros_nodes.conversions import (
+    intrinsics_to_camera_info,
+    numpy_to_image,
+    pose_stamped_from_rt,
+)
 from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
 from embodied_vision.ros_nodes.parameters import ParamSpec
 from embodied_vision.ros_nodes.qos import qos_specs
@@ -81,7 +86,8 @@ class SimNode(ManagedNode):
         ParamSpec('auto_reset', True, 'start the next episode when one ends'),
         ParamSpec('publish_expert_action', False, 'publish the privileged scripted-expert '
                   'action of every observation on expert_action', read_only=True),
-        ParamSpec('world_frame', 'world', 'frame_id of ee_pose', read_only=True),
+        ParamSpec('world_frame', 'world', 'frame_id of ee_pose and the camera poses',
+                  read_only=True),
     ) + qos_specs('output', 'reliable', 10, 'observation publishers') \
         + qos_specs('input', 'reliable', 10, 'action subscription')
     STAGES = ('step', 'render_publish', 'cycle')
@@ -145,6 +151,7 @@ class SimNode(ManagedNode):
         for cam in self.param('cameras'):
             self._pubs[f'{cam}/rgb'] = pub(Image, f'{cam}/image_raw', qos)
             self._pubs[f'{cam}/info'] = pub(CameraInfo, f'{cam}/camera_info', qos)
+            self._pubs[f'{cam}/pose'] = pub(PoseStamped, f'{cam}/pose', qos)
             if self.param('depth'):
                 self._pubs[f'{cam}/depth'] = pub(Image, f'{cam}/depth/image_raw', qos)
         self._pubs['ee_pose'] = pub(PoseStamped, 'ee_pose', qos)
@@ -341,14 +348,19 @@ class SimNode(ManagedNode):
         header.stamp = stamp if stamp is not None else self.get_clock().now().to_msg()
         for cam in self.param('cameras'):
             cam_header = Header(stamp=header.stamp, frame_id=f'{cam}_optical_frame')
+            # CameraInfo and pose first: consumers that pair them with the images get them
+            params = self.env.unwrapped.camera_params(cam)
+            self._pubs[f'{cam}/info'].publish(intrinsics_to_camera_info(
+                params['K'], params['width'], params['height'], cam_header))
+            pose = params['T_world_cam']  # camera-to-world, OpenCV axes (moves with wrist)
+            self._pubs[f'{cam}/pose'].publish(pose_stamped_from_rt(
+                pose[:3, :3], pose[:3, 3], header=Header(stamp=header.stamp,
+                                                         frame_id=header.frame_id)))
             self._pubs[f'{cam}/rgb'].publish(numpy_to_image(obs[f'{cam}/rgb'], 'rgb8',
                                                             cam_header))
             if self.param('depth'):
                 self._pubs[f'{cam}/depth'].publish(
                     numpy_to_image(obs[f'{cam}/depth'], '32FC1', cam_header))
-            params = self.env.unwrapped.camera_params(cam)
-            self._pubs[f'{cam}/info'].publish(intrinsics_to_camera_info(
-                params['K'], params['width'], params['height'], cam_header))
         proprio = np.asarray(obs['proprio'], np.float64)
         pose = PoseStamped(header=header)
         pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = proprio[:3]

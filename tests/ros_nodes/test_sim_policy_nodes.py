@@ -26,6 +26,7 @@ from embodied_vision.ros_nodes.conversions import (  # noqa: E402
     numpy_to_image,
 )
 from embodied_vision.ros_nodes.policy_node import PolicyNode  # noqa: E402
+from embodied_vision.ros_nodes.pose_sync import rigid_from_pose  # noqa: E402
 from embodied_vision.ros_nodes.sim_node import SimNode  # noqa: E402
 
 SEED = 7
@@ -36,7 +37,8 @@ def _overrides(**values):
 
 
 OBSERVATION_TOPICS = (('front/image_raw', Image), ('front/depth/image_raw', Image),
-                      ('front/camera_info', CameraInfo), ('ee_pose', PoseStamped),
+                      ('front/camera_info', CameraInfo), ('front/pose', PoseStamped),
+                      ('ee_pose', PoseStamped),
                       ('gripper_state', JointState), ('expert_action', Joy))
 
 
@@ -88,6 +90,12 @@ def test_sim_publishes_what_the_env_renders_and_applies_actions(sim, probe, dire
     np.testing.assert_allclose(image_to_numpy(depth), obs['front/depth'])
     info = camera_info_to_intrinsics(probe.messages('front/camera_info')[0])
     np.testing.assert_allclose(info['K'], direct_env.unwrapped.camera_params('front')['K'])
+    camera_pose = probe.messages('front/pose')[0]  # the OpenCV camera-to-world pose
+    assert camera_pose.header.stamp == first.header.stamp
+    assert camera_pose.header.frame_id == 'world'
+    np.testing.assert_allclose(rigid_from_pose(camera_pose),
+                               direct_env.unwrapped.camera_params('front')['T_world_cam'],
+                               atol=1e-9)
     pose = probe.messages('ee_pose')[0].pose.position
     np.testing.assert_allclose([pose.x, pose.y, pose.z], obs['proprio'][:3], atol=1e-6)
     np.testing.assert_allclose(probe.messages('gripper_state')[0].position, obs['proprio'][7:])
