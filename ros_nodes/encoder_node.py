@@ -36,7 +36,6 @@ published). Bad input (an encoding other than rgb8,
 bgr8, rgba8, bgra8, mono8; step/size mismatch; truncated data) is logged with a throttle,
 counted as `rejected`, and produces no output.
 """
-import re
 import time
 import warnings
 
@@ -47,6 +46,7 @@ from sensor_msgs.msg import Image
 from embodied_vision.ros_nodes.accounting import colour_frame
 from embodied_vision.ros_nodes.cdr import ImageFields, header_from_fields, image_fields_from_cdr
 from embodied_vision.ros_nodes.conversions import numpy_to_image
+from embodied_vision.ros_nodes.encoder_runtime import DEVICE_PATTERN, encoder_runtime_params
 from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
 from embodied_vision.ros_nodes.parameters import ParamSpec
 from embodied_vision.ros_nodes.qos import qos_specs
@@ -54,37 +54,19 @@ from embodied_vision.ros_nodes.workers import NewestItemWorker
 
 __all__ = ['EncoderNode', 'main']
 
-BACKEND_CHOICES = ('auto', 'eager', 'onnxruntime', 'inductor', 'tensorrt')
-_DEVICE = re.compile(r'^(|cpu|cuda(:\d+)?)$')
 
 
 class EncoderNode(ManagedNode):
     """Embeds camera frames with a compiled encoder; see the module docstring."""
 
-    PARAMETERS = (
-        ParamSpec('encoder_name', 'r3m_resnet18', 'registered encoder, arch or arch.tag '
-                  '(`embodied-vision list`)', read_only=True),
-        ParamSpec('checkpoint_path', '', 'weights file or directory (official or '
-                  'embodied_vision format); empty = random init', read_only=True),
-        ParamSpec('backend', 'auto', 'runtime; auto = tensorrt on CUDA, else onnxruntime, '
-                  'else eager', choices=BACKEND_CHOICES, read_only=True),
-        ParamSpec('device', '', "'cpu', 'cuda' or 'cuda:N'; empty = cuda when available",
-                  read_only=True),
-        ParamSpec('precision', 'fp32', 'inference precision (fp16/bf16 need CUDA)',
-                  choices=('fp32', 'fp16', 'bf16'), read_only=True),
+    PARAMETERS = encoder_runtime_params(
+        'r3m_resnet18', 'registered encoder, arch or arch.tag (`embodied-vision list`)',
+        'weights file or directory (official or embodied_vision format); empty = random '
+        'init') + (
         ParamSpec('network_image_width', 0, 'encoder input width after resize + centre '
                   'crop; 0 = the encoder default', low=0, high=4096, read_only=True),
         ParamSpec('network_image_height', 0, 'encoder input height after resize + centre '
                   'crop; 0 = the encoder default', low=0, high=4096, read_only=True),
-        ParamSpec('engine_cache_dir', '', 'where compiled artefacts (ONNX, TensorRT) are '
-                  'cached; empty = the default cache', read_only=True),
-        ParamSpec('force_engine_update', False, 'rebuild the compiled artefact even when a '
-                  'cached one matches', read_only=True),
-        ParamSpec('check_parity', True, 'compare the compiled runtime with eager fp32 at '
-                  'configure and fail on drift', read_only=True),
-        ParamSpec('num_threads', 0, 'CPU threads for inference (onnxruntime intra-op, torch '
-                  'for eager/inductor); 0 = the runtime default', low=0, high=1024,
-                  read_only=True),
         ParamSpec('inference_spinning', True, 'onnxruntime intra-op threads busy-wait between '
                   'runs (its default, lowest latency); false lets them sleep, leaving the '
                   'cores to other processes', read_only=True),
@@ -112,7 +94,7 @@ class EncoderNode(ManagedNode):
         self._worker = NewestItemWorker(self.process, 'encoder_worker', self.accounting.reject)
 
     def validate_parameter(self, name: str, value) -> str:
-        if name == 'device' and not _DEVICE.match(str(value)):
+        if name == 'device' and not DEVICE_PATTERN.match(str(value)):
             return f"device={value!r} is not allowed; use '', 'cpu', 'cuda' or 'cuda:N'"
         if name == 'encoder_name':
             from embodied_vision.encoders import list_encoders

@@ -41,7 +41,6 @@ non-finite model output) is logged with a throttle, counted as `rejected`, and p
 output. Stages timed: `convert` (both views), `sync_wait` (first view's arrival -> pair
 complete), `queue`, `preprocess`, `inference`, `postprocess`, `publish`, `total`.
 """
-import re
 import time
 import warnings
 
@@ -60,6 +59,7 @@ from embodied_vision.ros_nodes.conversions import (
     numpy_to_image,
     pose_stamped_from_rt,
 )
+from embodied_vision.ros_nodes.encoder_runtime import DEVICE_PATTERN
 from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
 from embodied_vision.ros_nodes.parameters import ParamSpec
 from embodied_vision.ros_nodes.qos import qos_specs
@@ -68,7 +68,6 @@ from embodied_vision.ros_nodes.workers import NewestItemWorker
 __all__ = ['PairNode', 'main']
 
 VIEWS = ('view1', 'view2')
-_DEVICE = re.compile(r'^(|cpu|cuda(:\d+)?)$')
 
 
 class PairNode(ManagedNode):
@@ -133,7 +132,7 @@ class PairNode(ManagedNode):
         self.add_post_set_parameters_callback(self._after_set_parameters)
 
     def validate_parameter(self, name: str, value) -> str:
-        if name == 'device' and not _DEVICE.match(str(value)):
+        if name == 'device' and not DEVICE_PATTERN.match(str(value)):
             return f"device={value!r} is not allowed; use '', 'cpu', 'cuda' or 'cuda:N'"
         return ''
 

@@ -40,7 +40,6 @@ quaternion), `pose_frame` (not `frame_id`), `stale_pose`, `missing_pose`,
 `total` (first arrival -> published).
 """
 from collections import Counter, deque
-import re
 import threading
 import time
 
@@ -58,6 +57,7 @@ from embodied_vision.ros_nodes.conversions import (
     image_to_numpy,
     numpy_to_image,
 )
+from embodied_vision.ros_nodes.encoder_runtime import DEVICE_PATTERN, encoder_runtime_params
 from embodied_vision.ros_nodes.exact_sync import StampJoiner
 from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
 from embodied_vision.ros_nodes.parameters import ParamSpec
@@ -68,13 +68,11 @@ from embodied_vision.ros_nodes.workers import NewestItemWorker
 
 __all__ = ['DEPTH_ENCODINGS', 'VoxelNode', 'main']
 
-BACKEND_CHOICES = ('auto', 'eager', 'onnxruntime', 'inductor', 'tensorrt')
 DEPTH_ENCODINGS = ('32FC1', '16UC1', 'mono16')
 POSE_TYPES = {'PoseStamped': PoseStamped, 'TransformStamped': TransformStamped}
 # the sim's WORKSPACE_BBOX (embodied_vision.sim.perception), copied: nodes do not import sim
 WORKSPACE_MIN = [-0.3, -0.35, -0.01]
 WORKSPACE_MAX = [0.3, 0.35, 0.3]
-_DEVICE = re.compile(r'^(|cpu|cuda(:\d+)?)$')
 
 
 class _ReasonCounts:
@@ -98,25 +96,10 @@ class _ReasonCounts:
 class VoxelNode(ManagedNode):
     """Fuses posed RGB-D views into a grid and embeds it; see the module docstring."""
 
-    PARAMETERS = (
-        ParamSpec('encoder_name', 'nerf_mae_swin_s', 'registered voxel-grid encoder, arch or '
-                  'arch.tag (`embodied-vision list`)', read_only=True),
-        ParamSpec('checkpoint_path', '', 'weights file or directory (official NeRF-MAE or '
-                  'embodied_vision format); empty = random init', read_only=True),
-        ParamSpec('backend', 'auto', 'runtime; auto = tensorrt on CUDA, else onnxruntime, '
-                  'else eager', choices=BACKEND_CHOICES, read_only=True),
-        ParamSpec('device', '', "'cpu', 'cuda' or 'cuda:N'; empty = cuda when available",
-                  read_only=True),
-        ParamSpec('precision', 'fp32', 'inference precision (fp16/bf16 need CUDA)',
-                  choices=('fp32', 'fp16', 'bf16'), read_only=True),
-        ParamSpec('engine_cache_dir', '', 'where compiled artefacts (ONNX, TensorRT) are '
-                  'cached; empty = the default cache', read_only=True),
-        ParamSpec('force_engine_update', False, 'rebuild the compiled artefact even when a '
-                  'cached one matches', read_only=True),
-        ParamSpec('check_parity', True, 'compare the compiled runtime with eager fp32 at '
-                  'configure and fail on drift', read_only=True),
-        ParamSpec('num_threads', 0, 'CPU threads for inference (onnxruntime intra-op, torch '
-                  'otherwise); 0 = the runtime default', low=0, high=1024, read_only=True),
+    PARAMETERS = encoder_runtime_params(
+        'nerf_mae_swin_s', 'registered voxel-grid encoder, arch or arch.tag '
+        '(`embodied-vision list`)', 'weights file or directory (official NeRF-MAE or '
+        'embodied_vision format); empty = random init') + (
         ParamSpec('bbox_min', WORKSPACE_MIN, 'min corner (x, y, z) of the fused box in '
                   'frame_id, metres', read_only=True),
         ParamSpec('bbox_max', WORKSPACE_MAX, 'max corner (x, y, z) of the fused box in '
@@ -175,7 +158,7 @@ class VoxelNode(ManagedNode):
         self.add_post_set_parameters_callback(self._after_set_parameters)
 
     def validate_parameter(self, name: str, value) -> str:
-        if name == 'device' and not _DEVICE.match(str(value)):
+        if name == 'device' and not DEVICE_PATTERN.match(str(value)):
             return f"device={value!r} is not allowed; use '', 'cpu', 'cuda' or 'cuda:N'"
         if name in ('bbox_min', 'bbox_max'):
             values = list(value) if isinstance(value, (list, tuple)) else [value]

@@ -1,0 +1,40 @@
+"""The parameters of a node that runs a compiled encoder (`encoder_node`, `voxel_node`, ...).
+
+One table, so every such node names, documents and checks them alike: which encoder and
+weights, the runtime (`deploy.compile` backends), device, precision, artefact cache, parity
+check and threads. Plain data, no ROS graph.
+"""
+import re
+
+from embodied_vision.ros_nodes.parameters import ParamSpec
+
+__all__ = ['BACKEND_CHOICES', 'DEVICE_PATTERN', 'encoder_runtime_params']
+
+BACKEND_CHOICES = ('auto', 'eager', 'onnxruntime', 'inductor', 'tensorrt')
+DEVICE_PATTERN = re.compile(r'^(|cpu|cuda(:\d+)?)$')  # '' = cuda when available
+
+
+def encoder_runtime_params(encoder_default: str, encoder_help: str,
+                           checkpoint_help: str) -> tuple[ParamSpec, ...]:
+    """`encoder_name`, `checkpoint_path`, `backend`, `device`, `precision`,
+    `engine_cache_dir`, `force_engine_update`, `check_parity`, `num_threads` (all read-only:
+    they decide the compiled engine)."""
+    return (
+        ParamSpec('encoder_name', encoder_default, encoder_help, read_only=True),
+        ParamSpec('checkpoint_path', '', checkpoint_help, read_only=True),
+        ParamSpec('backend', 'auto', 'runtime; auto = tensorrt on CUDA, else onnxruntime, '
+                  'else eager', choices=BACKEND_CHOICES, read_only=True),
+        ParamSpec('device', '', "'cpu', 'cuda' or 'cuda:N'; empty = cuda when available",
+                  read_only=True),
+        ParamSpec('precision', 'fp32', 'inference precision (fp16/bf16 need CUDA)',
+                  choices=('fp32', 'fp16', 'bf16'), read_only=True),
+        ParamSpec('engine_cache_dir', '', 'where compiled artefacts (ONNX, TensorRT) are '
+                  'cached; empty = the default cache', read_only=True),
+        ParamSpec('force_engine_update', False, 'rebuild the compiled artefact even when a '
+                  'cached one matches', read_only=True),
+        ParamSpec('check_parity', True, 'compare the compiled runtime with eager fp32 at '
+                  'configure and fail on drift', read_only=True),
+        ParamSpec('num_threads', 0, 'CPU threads for inference (onnxruntime intra-op, torch '
+                  'for eager/inductor); 0 = the runtime default', low=0, high=1024,
+                  read_only=True),
+    )
