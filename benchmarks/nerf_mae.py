@@ -14,8 +14,8 @@ abs difference of prediction and loss, printed).
 
 Rows: encoder forward (batch 1), full-MAE pretraining forward (batch 1, inference mode) at
 64^3 and 160^3, a training step at 64^3 (batch 2: forward, loss, backward, AdamW), each with
-the median / best time over interleaved runs and the peak resident memory above the
-pre-call level (sampled every 2 ms).
+the median / best time over interleaved runs and the peak resident memory one call adds
+(measured in a fresh process per row and side, `--no-memory` skips it).
 
     .venv/bin/python benchmarks/nerf_mae.py [--iterations 3] [--sizes 64 160] [--json out]
 """
@@ -25,8 +25,10 @@ import os
 from pathlib import Path
 import platform
 import random
+import resource
 import statistics
-import threading
+import subprocess
+import sys
 import time
 
 import torch
@@ -109,48 +111,39 @@ def ours_forward_loss(model, grids: list, mask: torch.Tensor):
 
 
 # ----------------------------------------------------------------------------- timing
-class PeakRSS:
-    """Peak resident memory above the level at entry, sampled by a thread."""
-
-    def __enter__(self):
-        self.base = self.peak = _rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.002):
-            self.peak = max(self.peak, _rss())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss())
-
-    @property
-    def mib(self) -> float:
-        return (self.peak - self.base) / 2 ** 20
-
-
-def _rss() -> int:
+def _rss_mib() -> float:
     with open('/proc/self/statm') as f:
-        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2 ** 20
+
+
+def peak_memory(row: str, variant: str, size: int) -> float:
+    """Peak resident memory (MiB) one call of `row` adds, measured in a fresh process: its
+    high-water mark (`ru_maxrss`) minus its resident size once models and inputs exist (in
+    this process freed memory stays resident and would hide the next call's peak)."""
+    out = subprocess.run([sys.executable, __file__, '--child', row, variant, str(size)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _child(row: str, variant: str, size: int) -> None:
+    fns = _row_functions(size)[row]
+    fn = fns[variant]
+    before = _rss_mib()
+    fn()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(max(peak - before, 0.0))
 
 
 def _interleaved(fns: dict, iterations: int) -> dict:
     for fn in fns.values():
         fn()  # warm-up: allocations, oneDNN primitives
     times = {name: [] for name in fns}
-    memory = dict.fromkeys(fns, 0.0)
     for _ in range(iterations):
         for name, fn in fns.items():
-            with PeakRSS() as peak:
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-            memory[name] = max(memory[name], peak.mib)
-    return {name: {'median_s': statistics.median(t), 'best_s': min(t), 'peak_mib': memory[name]}
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: {'median_s': statistics.median(t), 'best_s': min(t)}
             for name, t in times.items()}
 
 
@@ -174,46 +167,74 @@ def _grids(size: int, batch: int, seed: int = 0) -> list:
     return grids
 
 
-def bench_size(size: int, iterations: int, train: bool) -> list[dict]:
+def _row_functions(size: int) -> dict:
+    """Row name -> {'baseline': fn, 'ours': fn}, the same weights and inputs on both sides."""
     ours, base = _models(size)
-    rows = []
+    grids = _grids(size, 1)
+    x = torch.stack(grids)
+    grids2 = _grids(size, 2, seed=1)
+    x2 = torch.stack(grids2)
+    opt_b = torch.optim.AdamW(base.parameters(), lr=1e-4, weight_decay=1e-3)
+    opt_o = torch.optim.AdamW(ours.parameters(), lr=1e-4, weight_decay=1e-3)
+    rng = random.Random(2)
+
+    @torch.inference_mode()
+    def encoder(model):
+        return model.forward_features(x)
+
+    @torch.inference_mode()
+    def forward_baseline():
+        return baseline_forward_loss(
+            base, grids, loop_token_mask(base.tokens, 0.75, random.Random(1), 1))
+
+    @torch.inference_mode()
+    def forward_ours():
+        return ours.forward_loss(x)
+
+    def step_baseline():
+        loss, _ = baseline_forward_loss(base.train(), grids2,
+                                        loop_token_mask(base.tokens, 0.75, rng, 2))
+        opt_b.zero_grad()
+        loss.backward()
+        opt_b.step()
+
+    def step_ours():
+        loss, _ = ours.train().forward_loss(x2)
+        opt_o.zero_grad()
+        loss.backward()
+        opt_o.step()
+
+    return {f'encoder forward {size}^3 b1': {'baseline': lambda: encoder(base),
+                                              'ours': lambda: encoder(ours)},
+            f'pretrain forward {size}^3 b1': {'baseline': forward_baseline,
+                                               'ours': forward_ours},
+            f'train step {size}^3 b2': {'baseline': step_baseline, 'ours': step_ours}}
+
+
+def agreement(size: int) -> float:
+    """Max abs difference of prediction and loss, baseline vs ours, on one shared mask."""
+    ours, base = _models(size)
     grids = _grids(size, 1)
     mask = loop_token_mask(ours.tokens, 0.75, random.Random(0), 1)
     with torch.inference_mode():
         loss_b, pred_b = baseline_forward_loss(base, grids, mask)
         loss_o, pred_o = ours_forward_loss(ours, grids, mask)
-        agree = max(float((pred_b - pred_o).abs().max()), float((loss_b - loss_o).abs()))
-        x = torch.stack(grids)
-        enc = _interleaved({'baseline': lambda: base.forward_features(x),
-                            'ours': lambda: ours.forward_features(x)}, iterations)
-        rows.append({'row': f'encoder forward {size}^3 b1', **_pair(enc)})
-        fwd = _interleaved({
-            'baseline': lambda: baseline_forward_loss(
-                base, grids, loop_token_mask(base.tokens, 0.75, random.Random(1), 1)),
-            'ours': lambda: ours.forward_loss(x)}, iterations)
-        rows.append({'row': f'pretrain forward {size}^3 b1', 'max_abs_diff': agree, **_pair(fwd)})
-    if train:
-        grids2 = _grids(size, 2, seed=1)
-        x2 = torch.stack(grids2)
-        opt_b = torch.optim.AdamW(base.parameters(), lr=1e-4, weight_decay=1e-3)
-        opt_o = torch.optim.AdamW(ours.parameters(), lr=1e-4, weight_decay=1e-3)
-        rng = random.Random(2)
+    return max(float((pred_b - pred_o).abs().max()), float((loss_b - loss_o).abs()))
 
-        def step_baseline():
-            loss, _ = baseline_forward_loss(base.train(), grids2,
-                                            loop_token_mask(base.tokens, 0.75, rng, 2))
-            opt_b.zero_grad()
-            loss.backward()
-            opt_b.step()
 
-        def step_ours():
-            loss, _ = ours.train().forward_loss(x2)
-            opt_o.zero_grad()
-            loss.backward()
-            opt_o.step()
-
-        step = _interleaved({'baseline': step_baseline, 'ours': step_ours}, iterations)
-        rows.append({'row': f'train step {size}^3 b2', **_pair(step)})
+def bench_size(size: int, iterations: int, train: bool, memory: bool) -> list[dict]:
+    rows = []
+    for row, fns in _row_functions(size).items():
+        if row.startswith('train') and not train:
+            continue
+        result = _interleaved(fns, iterations)
+        entry = {'row': row, **_pair(result)}
+        if row.startswith('pretrain'):
+            entry['max_abs_diff'] = agreement(size)
+        if memory:
+            for variant in ('baseline', 'ours'):
+                entry[f'{variant}_peak_mib'] = peak_memory(row, variant, size)
+        rows.append(entry)
     return rows
 
 
@@ -221,8 +242,7 @@ def _pair(result: dict) -> dict:
     b, o = result['baseline'], result['ours']
     return {'baseline_ms': 1e3 * b['median_s'], 'ours_ms': 1e3 * o['median_s'],
             'baseline_best_ms': 1e3 * b['best_s'], 'ours_best_ms': 1e3 * o['best_s'],
-            'speedup': b['median_s'] / o['median_s'],
-            'baseline_peak_mib': b['peak_mib'], 'ours_peak_mib': o['peak_mib']}
+            'speedup': b['median_s'] / o['median_s']}
 
 
 def main() -> None:
@@ -231,19 +251,28 @@ def main() -> None:
     parser.add_argument('--sizes', type=int, nargs='+', default=[64, 160])
     parser.add_argument('--train-size', type=int, default=64)
     parser.add_argument('--json', type=Path)
+    parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory '
+                        'child processes')
+    parser.add_argument('--child', nargs=3, metavar=('ROW', 'VARIANT', 'SIZE'),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        _child(args.child[0], args.child[1], int(args.child[2]))
+        return
     print(f'{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, '
           f'torch {torch.__version__}, ATen {torch.backends.cpu.get_cpu_capability()}')
     rows = []
     for size in args.sizes:
-        rows += bench_size(size, args.iterations, train=size == args.train_size)
+        rows += bench_size(size, args.iterations, train=size == args.train_size,
+                           memory=not args.no_memory)
     print(f'{"row":<28} {"baseline ms":>12} {"ours ms":>10} {"speedup":>8} '
           f'{"base MiB":>9} {"ours MiB":>9} {"max |diff|":>11}')
     for r in rows:
         diff = f'{r["max_abs_diff"]:.1e}' if 'max_abs_diff' in r else ''
+        mem = [f'{r[k]:>9.0f}' if k in r else f'{"":>9}'
+               for k in ('baseline_peak_mib', 'ours_peak_mib')]
         print(f'{r["row"]:<28} {r["baseline_ms"]:>12.0f} {r["ours_ms"]:>10.0f} '
-              f'{r["speedup"]:>7.2f}x {r["baseline_peak_mib"]:>9.0f} {r["ours_peak_mib"]:>9.0f} '
-              f'{diff:>11}')
+              f'{r["speedup"]:>7.2f}x {mem[0]} {mem[1]} {diff:>11}')
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
