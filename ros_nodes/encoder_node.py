@@ -46,7 +46,10 @@ from sensor_msgs.msg import Image
 from embodied_vision.ros_nodes.accounting import colour_frame
 from embodied_vision.ros_nodes.cdr import ImageFields, header_from_fields, image_fields_from_cdr
 from embodied_vision.ros_nodes.conversions import numpy_to_image
-from embodied_vision.ros_nodes.encoder_runtime import DEVICE_PATTERN, encoder_runtime_params
+from embodied_vision.ros_nodes.encoder_runtime import (
+    check_runtime_parameter,
+    encoder_runtime_params,
+)
 from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
 from embodied_vision.ros_nodes.parameters import ParamSpec
 from embodied_vision.ros_nodes.qos import qos_specs
@@ -94,15 +97,7 @@ class EncoderNode(ManagedNode):
         self._worker = NewestItemWorker(self.process, 'encoder_worker', self.accounting.reject)
 
     def validate_parameter(self, name: str, value) -> str:
-        if name == 'device' and not DEVICE_PATTERN.match(str(value)):
-            return f"device={value!r} is not allowed; use '', 'cpu', 'cuda' or 'cuda:N'"
-        if name == 'encoder_name':
-            from embodied_vision.encoders import list_encoders
-            from embodied_vision.encoders._registry import split_name
-            known = list_encoders()
-            if split_name(str(value))[0] not in known:
-                return f'encoder_name={value!r} is unknown; allowed: {", ".join(known)}'
-        return ''
+        return check_runtime_parameter(name, value)
 
     # ----------------------------------------------------------------------- lifecycle
     def on_configure(self, state) -> TransitionCallbackReturn:

@@ -8,7 +8,8 @@ import re
 
 from embodied_vision.ros_nodes.parameters import ParamSpec
 
-__all__ = ['BACKEND_CHOICES', 'DEVICE_PATTERN', 'encoder_runtime_params']
+__all__ = ['BACKEND_CHOICES', 'DEVICE_PATTERN', 'check_runtime_parameter',
+           'encoder_runtime_params']
 
 BACKEND_CHOICES = ('auto', 'eager', 'onnxruntime', 'inductor', 'tensorrt')
 DEVICE_PATTERN = re.compile(r'^(|cpu|cuda(:\d+)?)$')  # '' = cuda when available
@@ -38,3 +39,16 @@ def encoder_runtime_params(encoder_default: str, encoder_help: str,
                   'for eager/inductor); 0 = the runtime default', low=0, high=1024,
                   read_only=True),
     )
+
+
+def check_runtime_parameter(name: str, value) -> str:
+    """The on-set check of these parameters: '' when `value` is allowed, else why not."""
+    if name == 'device' and not DEVICE_PATTERN.match(str(value)):
+        return f"device={value!r} is not allowed; use '', 'cpu', 'cuda' or 'cuda:N'"
+    if name == 'encoder_name':
+        from embodied_vision.encoders import list_encoders
+        from embodied_vision.encoders._registry import split_name
+        known = list_encoders()
+        if split_name(str(value))[0] not in known:
+            return f'encoder_name={value!r} is unknown; allowed: {", ".join(known)}'
+    return ''

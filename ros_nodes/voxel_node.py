@@ -57,7 +57,10 @@ from embodied_vision.ros_nodes.conversions import (
     image_to_numpy,
     numpy_to_image,
 )
-from embodied_vision.ros_nodes.encoder_runtime import DEVICE_PATTERN, encoder_runtime_params
+from embodied_vision.ros_nodes.encoder_runtime import (
+    check_runtime_parameter,
+    encoder_runtime_params,
+)
 from embodied_vision.ros_nodes.exact_sync import StampJoiner
 from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
 from embodied_vision.ros_nodes.parameters import ParamSpec
@@ -158,19 +161,14 @@ class VoxelNode(ManagedNode):
         self.add_post_set_parameters_callback(self._after_set_parameters)
 
     def validate_parameter(self, name: str, value) -> str:
-        if name == 'device' and not DEVICE_PATTERN.match(str(value)):
-            return f"device={value!r} is not allowed; use '', 'cpu', 'cuda' or 'cuda:N'"
+        reason = check_runtime_parameter(name, value)
+        if reason:
+            return reason
         if name in ('bbox_min', 'bbox_max'):
             values = list(value) if isinstance(value, (list, tuple)) else [value]
             if len(values) != 3 or not all(isinstance(v, float) and np.isfinite(v)
                                            for v in values):
                 return f'{name}={value!r} must be three finite floats (x, y, z), metres'
-        if name == 'encoder_name':
-            from embodied_vision.encoders import list_encoders
-            from embodied_vision.encoders._registry import split_name
-            known = list_encoders()
-            if split_name(str(value))[0] not in known:
-                return f'encoder_name={value!r} is unknown; allowed: {", ".join(known)}'
         return ''
 
     def _after_set_parameters(self, params) -> None:
