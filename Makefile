@@ -16,7 +16,7 @@ export PYOPENGL_PLATFORM ?= egl
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 .PHONY: demo test lint test-long test-gpu bench install system-deps lock clean eval-mbs \
-	eval-lang4sim2real machine-info test-portability
+	eval-lang4sim2real machine-info test-portability eval-nerf-mae
 
 # Closed loop sim_node + encoder_node + policy_node in one process, then the encoder report.
 demo: $(STAMP)
@@ -269,3 +269,31 @@ eval-croco-geometry: $(STAMP)
 			trainer.max_steps=$(GEO_POSE_STEPS) || exit 1; done
 	$(CLI) runs $(GEO_RUN)/depth_pretrained $(GEO_RUN)/depth_random $(GEO_RUN)/pose_pretrained \
 		$(GEO_RUN)/pose_random --keys $(GEO_TABLE_KEYS) --json $(GEO_RUN)/table.json
+
+# NeRF-MAE: pretraining on sim grids, then voxel labelling fine-tuned from the pretrained and
+# from a random backbone, with few and all labelled scenes, NERF_SEEDS each; table with
+# bootstrap intervals. Protocol and figures: results/README.md (about 2.5 h on 2 cores).
+NERF_RUN ?= runs/nerf_mae_eval
+NERF_SCENES ?= 200
+NERF_PRE_STEPS ?= 1200
+NERF_FT_STEPS ?= 100
+NERF_FEW ?= 8
+NERF_SEEDS ?= 0 1 2
+eval-nerf-mae: $(STAMP)
+	$(CLI) grids n=$(NERF_SCENES) resolution=64 seed=0 progress=false out=$(NERF_RUN)/grids
+	$(CLI) train experiment=nerf_mae_pretrain task.root=$(NERF_RUN)/grids trainer.batch_size=2 \
+		trainer.max_steps=$(NERF_PRE_STEPS) trainer.eval_every=200 optimizer.lr=1e-3 \
+		trainer.progress=false hydra.run.dir=$(NERF_RUN)/pretrain
+	for seed in $(NERF_SEEDS); do for labels in $(NERF_FEW) null; do \
+		for arm in random pretrained; do \
+		ckpt=null; [ $$arm = pretrained ] && ckpt=$(NERF_RUN)/pretrain/encoder; \
+		$(CLI) train experiment=nerf_mae_semantics task.root=$(NERF_RUN)/grids seed=$$seed \
+			task.backbone_checkpoint=$$ckpt task.labelled_scenes=$$labels \
+			trainer.max_steps=$(NERF_FT_STEPS) trainer.eval_every=0 trainer.progress=false \
+			hydra.run.dir=$(NERF_RUN)/semantics_$${arm}_$${labels}_s$$seed || exit 1; \
+		done; done; done
+	for labels in $(NERF_FEW) null; do \
+		$(CLI) compare-semantics --arm random=$(NERF_RUN)/semantics_random_$${labels}_s* \
+			--arm pretrained=$(NERF_RUN)/semantics_pretrained_$${labels}_s* \
+			--compare random pretrained --json $(NERF_RUN)/semantics_$${labels}.json \
+			|| exit 1; done

@@ -14,6 +14,7 @@
     embodied-vision pipeline launch/config/demo.yaml   ROS 2 nodes in one process
     embodied-vision replay BAG --encoder NAME ... embeddings of a rosbag2 image topic
     embodied-vision record ...                    sim runs -> rosbag2
+    embodied-vision compare-semantics --arm ...   voxel-labelling mIoU of arms, with intervals
 """
 import argparse
 import importlib
@@ -44,6 +45,8 @@ DELEGATED_COMMANDS = {
     'record': ('embodied_vision.ros_nodes.bags:record_main', 'record sim runs to rosbag2'),
     'evaluate': ('embodied_vision.scripts.evaluate:main',
                  'closed-loop success of saved policies in the sim suite'),
+    'compare-semantics': ('embodied_vision.downstream.semantics_compare:main',
+                          'voxel-labelling runs side by side, differences with intervals'),
 }
 
 

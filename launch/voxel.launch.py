@@ -45,6 +45,9 @@ def _arguments(params_file: str) -> list:
                               description='registered voxel encoder (embodied-vision list)'),
         DeclareLaunchArgument('checkpoint_path', default_value='',
                               description='weights file or directory; empty = random init'),
+        DeclareLaunchArgument('semantics_path', default_value='',
+                              description='voxel-labelling model (nerf_mae_semantics export): '
+                                          'a label field in the cloud; empty = none'),
         DeclareLaunchArgument('backend', default_value='auto',
                               description='auto, eager, onnxruntime, inductor or tensorrt'),
         DeclareLaunchArgument('device', default_value='',
@@ -68,6 +71,7 @@ def generate_launch_description():
         parameters=[LaunchConfiguration('params_file'), {
             'encoder_name': LaunchConfiguration('encoder_name'),
             'checkpoint_path': LaunchConfiguration('checkpoint_path'),
+            'semantics_path': LaunchConfiguration('semantics_path'),
             'backend': LaunchConfiguration('backend'),
             'device': LaunchConfiguration('device'),
             'autostart': autostart,

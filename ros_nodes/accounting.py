@@ -37,6 +37,7 @@ class Accounting:
         self._lock = threading.Lock()
         self._counts = {'received': 0, 'published': 0, 'dropped': 0, 'rejected': 0}
         self._throttle: dict = {}
+        self._reasons: dict[str, int] = {}
         self.last_rejection = ''  # '<key>: <message>' of the latest bad input; '' = none
 
     def count(self, what: str, n: int = 1) -> None:
@@ -47,9 +48,16 @@ class Accounting:
         with self._lock:
             return dict(self._counts)
 
+    def rejections(self) -> dict[str, int]:
+        """Rejections so far per reason (`reject`'s key)."""
+        with self._lock:
+            return dict(self._reasons)
+
     def reject(self, key: str, message: str) -> None:
         """Count a bad input and log it, at most once per `log_throttle_period` per key."""
         self.count('rejected')
+        with self._lock:
+            self._reasons[key] = self._reasons.get(key, 0) + 1
         self.last_rejection = f'{key}: {message}'
         suppressed = self._due(key)
         if suppressed is None:

@@ -12,9 +12,10 @@ stamps and log times (`.npy` + `.json`, or `.safetensors` with `embeddings`, `st
 `log_times_ns`). Frames that cannot be decoded are skipped and counted.
 
 `record` runs tabletop episodes in-process with the scripted expert and writes what
-`sim_node` would publish (colour/depth images, camera info, end-effector pose, gripper
-state, success, stage, instruction) plus the actions (sensor_msgs/Joy, stamped with the
-observation they answer), on sim time: one step = `CONTROL_DT` after the recording start.
+`sim_node` would publish (colour/depth images, camera info, `<camera>/pose` (optical frame in
+`world`), end-effector pose, gripper state, success, stage, instruction) plus the actions
+(sensor_msgs/Joy, stamped with the observation they answer), on sim time: one step =
+`CONTROL_DT` after the recording start.
 """
 import argparse
 import json
@@ -25,7 +26,7 @@ import time
 
 import numpy as np
 
-from embodied_vision.ros_nodes.conversions import image_to_numpy
+from embodied_vision.ros_nodes.conversions import image_to_numpy, rotation_to_quaternion
 
 __all__ = ['record', 'record_main', 'replay', 'replay_main']
 
@@ -233,6 +234,7 @@ def record(out_bag: str | Path, task: str = 'PickPlace', episodes: int = 1,
     for cam in cameras:
         topics[f'/{cam}/image_raw'] = 'sensor_msgs/msg/Image'
         topics[f'/{cam}/camera_info'] = 'sensor_msgs/msg/CameraInfo'
+        topics[f'/{cam}/pose'] = 'geometry_msgs/msg/PoseStamped'
         if depth:
             topics[f'/{cam}/depth/image_raw'] = 'sensor_msgs/msg/Image'
     from rosbags.rosbag2 import Writer
@@ -245,7 +247,16 @@ def record(out_bag: str | Path, task: str = 'PickPlace', episodes: int = 1,
         def write(topic, msg, stamp):
             writer.write(conns[topic], stamp, msgs.serialize(msg, topics[topic]))
 
+        def pose_msg(position, quaternion):  # quaternion (x, y, z, w)
+            x, y, z, w = (float(v) for v in quaternion)
+            return t['geometry_msgs/msg/Pose'](
+                position=t['geometry_msgs/msg/Point'](x=float(position[0]),
+                                                      y=float(position[1]),
+                                                      z=float(position[2])),
+                orientation=t['geometry_msgs/msg/Quaternion'](x=x, y=y, z=z, w=w))
+
         def observe(obs, info, stamp):
+            world = msgs.header(stamp, 'world')
             for cam in cameras:
                 header = msgs.header(stamp, f'{cam}_optical_frame')
                 write(f'/{cam}/image_raw', msgs.image(obs[f'{cam}/rgb'], 'rgb8', header), stamp)
@@ -255,11 +266,13 @@ def record(out_bag: str | Path, task: str = 'PickPlace', episodes: int = 1,
                 params = env.unwrapped.camera_params(cam)
                 write(f'/{cam}/camera_info', msgs.camera_info(
                     params['K'], params['width'], params['height'], header), stamp)
+                camera = np.asarray(params['T_world_cam'], np.float64)  # OpenCV optical frame
+                write(f'/{cam}/pose', t['geometry_msgs/msg/PoseStamped'](
+                    header=world, pose=pose_msg(camera[:3, 3],
+                                                rotation_to_quaternion(camera[:3, :3]))),
+                      stamp)
             p = np.asarray(obs['proprio'], np.float64)
-            pose = t['geometry_msgs/msg/Pose'](
-                position=t['geometry_msgs/msg/Point'](x=p[0], y=p[1], z=p[2]),
-                orientation=t['geometry_msgs/msg/Quaternion'](x=p[4], y=p[5], z=p[6], w=p[3]))
-            world = msgs.header(stamp, 'world')
+            pose = pose_msg(p[:3], (p[4], p[5], p[6], p[3]))
             write('/ee_pose', t['geometry_msgs/msg/PoseStamped'](header=world, pose=pose), stamp)
             write('/gripper_state', t['sensor_msgs/msg/JointState'](
                 header=world, name=['gripper_width'], position=p[7:8].copy(),

@@ -48,7 +48,9 @@ from embodied_vision.ros_nodes.cdr import ImageFields, header_from_fields, image
 from embodied_vision.ros_nodes.conversions import numpy_to_image
 from embodied_vision.ros_nodes.encoder_runtime import (
     check_runtime_parameter,
+    compile_node_encoder,
     encoder_runtime_params,
+    resolve_runtime,
 )
 from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
 from embodied_vision.ros_nodes.parameters import ParamSpec
@@ -116,29 +118,17 @@ class EncoderNode(ManagedNode):
     def _build_model(self) -> None:
         import torch
 
-        from embodied_vision import create_encoder, deploy
-        device = self.param('device') or ('cuda' if torch.cuda.is_available() else 'cpu')
-        threads = self.param('num_threads')
-        backend = deploy.resolve_backend(self.param('backend'), device)
-        options = {}
-        if backend == 'onnxruntime':
-            options['spinning'] = self.param('inference_spinning')
-        if threads and backend == 'onnxruntime':
-            options['threads'] = threads
-        elif threads:
-            torch.set_num_threads(threads)
+        from embodied_vision import create_encoder
+        device, backend, options = resolve_runtime(
+            self, spinning=self.param('inference_spinning'))
         encoder = create_encoder(self.param('encoder_name'),
                                  checkpoint=self.param('checkpoint_path') or None)
         width, height = self.param('network_image_width'), self.param('network_image_height')
         default = tuple(encoder.input_contract.default_size)
         self.input_size = (height or default[0], width or default[1])
         self._device = torch.device(device)
-        self.model = deploy.compile(
-            encoder, backend, device=device, precision=self.param('precision'),
-            input_size=self.input_size, input_dtype=torch.uint8,
-            check_parity=self.param('check_parity'),
-            cache_dir=self.param('engine_cache_dir') or None,
-            use_cache=not self.param('force_engine_update'), **options)
+        self.model = compile_node_encoder(self, encoder, device, backend, self.input_size,
+                                          torch.uint8, options)
         if self.model.backend in ('onnxruntime', 'tensorrt') and \
                 self.param('preprocess_threads'):
             torch.set_num_threads(self.param('preprocess_threads'))

@@ -2,14 +2,14 @@
 
 One table, so every such node names, documents and checks them alike: which encoder and
 weights, the runtime (`deploy.compile` backends), device, precision, artefact cache, parity
-check and threads. Plain data, no ROS graph.
+check and threads; and how they resolve and compile (no ROS graph).
 """
 import re
 
 from embodied_vision.ros_nodes.parameters import ParamSpec
 
 __all__ = ['BACKEND_CHOICES', 'DEVICE_PATTERN', 'check_runtime_parameter',
-           'encoder_runtime_params']
+           'compile_node_encoder', 'encoder_runtime_params', 'resolve_runtime']
 
 BACKEND_CHOICES = ('auto', 'eager', 'onnxruntime', 'inductor', 'tensorrt')
 DEVICE_PATTERN = re.compile(r'^(|cpu|cuda(:\d+)?)$')  # '' = cuda when available
@@ -52,3 +52,33 @@ def check_runtime_parameter(name: str, value) -> str:
         if split_name(str(value))[0] not in known:
             return f'encoder_name={value!r} is unknown; allowed: {", ".join(known)}'
     return ''
+
+
+def resolve_runtime(node, **options) -> tuple[str, str, dict]:
+    """`(device, backend, compile options)` from a node's runtime parameters; `num_threads`
+    goes to ONNX Runtime's sessions, else to torch. `options` are extra compile options for
+    ONNX Runtime (e.g. `spinning`)."""
+    import torch
+
+    from embodied_vision import deploy
+    device = node.param('device') or ('cuda' if torch.cuda.is_available() else 'cpu')
+    backend = deploy.resolve_backend(node.param('backend'), device)
+    options = dict(options) if backend == 'onnxruntime' else {}
+    threads = node.param('num_threads')
+    if threads and backend == 'onnxruntime':
+        options['threads'] = threads
+    elif threads:
+        torch.set_num_threads(threads)
+    return device, backend, options
+
+
+def compile_node_encoder(node, encoder, device: str, backend: str, input_size, input_dtype,
+                         options: dict):
+    """`deploy.compile` with the node's precision, parity, cache parameters."""
+    from embodied_vision import deploy
+    return deploy.compile(
+        encoder, backend, device=device, precision=node.param('precision'),
+        input_size=input_size, input_dtype=input_dtype,
+        check_parity=node.param('check_parity'),
+        cache_dir=node.param('engine_cache_dir') or None,
+        use_cache=not node.param('force_engine_update'), **options)

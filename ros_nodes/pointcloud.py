@@ -15,6 +15,7 @@ __all__ = ['POINTFIELD_DTYPES', 'numpy_to_pointcloud2', 'pack_rgb', 'pointcloud2
 POINTFIELD_DTYPES = {1: np.int8, 2: np.uint8, 3: np.int16, 4: np.uint16, 5: np.int32,
                      6: np.uint32, 7: np.float32, 8: np.float64}
 _FLOAT32 = 7
+_UINT32 = 6
 _PACKED_COLOUR = ('rgb', 'rgba')
 
 
@@ -151,12 +152,14 @@ def pack_rgb(colors):
     return packed.view(np.float32)
 
 
-def numpy_to_pointcloud2(points, colors=None, intensity=None, header=None, frame_id=''):
-    """(N, 3) points (+ (N, 3) uint8 colours, + (N,) intensity) -> unorganised PointCloud2.
+def numpy_to_pointcloud2(points, colors=None, intensity=None, header=None, frame_id='',
+                         labels=None):
+    """(N, 3) points (+ (N, 3) uint8 colours, + (N,) intensity, + (N,) integer labels) ->
+    unorganised PointCloud2.
 
-    Fields: x, y, z float32, then `intensity` float32 and packed `rgb` float32 when given;
-    point_step 12/16/20, native byte order. `frame_id` is used when `header` is None.
-    `is_dense` is set when every xyz is finite.
+    Fields: x, y, z float32, then `intensity` float32, packed `rgb` float32 and `label`
+    uint32 (PCL's PointXYZRGBL) when given; 4 bytes each, native byte order. `frame_id` is
+    used when `header` is None. `is_dense` is set when every xyz is finite.
     """
     from sensor_msgs.msg import PointCloud2, PointField
     from std_msgs.msg import Header
@@ -176,7 +179,14 @@ def numpy_to_pointcloud2(points, colors=None, intensity=None, header=None, frame
         if colors.shape != (n, 3):
             raise ValueError(f'colors must have shape ({n}, 3), got {colors.shape}')
         names.append('rgb')
-    # every field is float32, so one (N, k) float32 block is the whole payload
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        if labels.size != n or not np.issubdtype(labels.dtype, np.integer) or \
+                (n and int(labels.min()) < 0):
+            raise ValueError(f'labels must be {n} non-negative integers, got {labels.size} '
+                             f'of {labels.dtype}')
+        names.append('label')
+    # every field is 4 bytes, so one (N, k) float32 block is the whole payload
     cloud = points.astype(np.float32, order='C', copy=False)
     if len(names) > 3:
         cloud = np.empty((n, len(names)), np.float32)
@@ -185,11 +195,15 @@ def numpy_to_pointcloud2(points, colors=None, intensity=None, header=None, frame
         if intensity is not None:
             cloud[:, 3] = intensity
         if colors is not None:
-            cloud[:, -1] = pack_rgb(colors.astype(np.uint8, copy=False))  # bits kept as is
+            column = names.index('rgb')
+            cloud[:, column] = pack_rgb(colors.astype(np.uint8, copy=False))  # bits as is
+        if labels is not None:
+            cloud[:, -1] = labels.astype(np.uint32).view(np.float32)  # bits kept as is
     msg = PointCloud2()
     msg.header = header if header is not None else Header(frame_id=frame_id)
     msg.height, msg.width = 1, n
-    msg.fields = [PointField(name=name, offset=4 * i, datatype=_FLOAT32, count=1)
+    msg.fields = [PointField(name=name, offset=4 * i,
+                             datatype=_UINT32 if name == 'label' else _FLOAT32, count=1)
                   for i, name in enumerate(names)]
     msg.is_bigendian = _NATIVE_BIG
     msg.point_step = 4 * len(names)

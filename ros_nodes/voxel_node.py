@@ -21,13 +21,13 @@ stale windows are dropped (counted), never queued; fusing costs window x voxels.
 Outputs, both stamped with the newest view's stamp and `frame_id` (the grid's frame):
 `embedding_topic`, the pooled embedding as sensor_msgs/Image `32FC1` 1 x embed_dim (the
 encoder_node format), and `cloud_topic`, a PointCloud2 of the voxels with alpha >
-`occupied_alpha`: float32 x, y, z (voxel centres) + packed rgb, for rviz. Per-voxel labels
-are future work (no head predicts them yet): `cloud_message` is where one adds its field.
+`occupied_alpha`: float32 x, y, z (voxel centres) + packed rgb, for rviz, and with
+`semantics_path` (a voxel-labelling model, `embodied-vision train
+experiment=nerf_mae_semantics`, run in torch on `device`) a uint32 `label` field per voxel,
+the class index into the model's class names (listed in the diagnostics, `classes`).
 
-Lifecycle as encoder_node: `on_configure` builds the encoder (`create_encoder(encoder_name,
-checkpoint_path)`, a voxel-grid encoder), checks the box, compiles it for `backend` at the
-grid's size (`deploy.compile`, parity-checked) and warms it up; a failure returns FAILURE and
-the node stays unconfigured. `on_activate` subscribes and starts the worker.
+Lifecycle as encoder_node: `on_configure` builds the voxel-grid encoder, checks the box,
+compiles it at the grid's size (parity-checked) and warms it up, or returns FAILURE.
 
 Bad input is logged (throttled), counted (`rejected`, and `rejected_<reason>` in the
 diagnostics) and dropped: `rgb_encoding` / `rgb_malformed`, `depth_encoding` /
@@ -37,9 +37,9 @@ malformed), `camera_info_missing`, `camera_info_size`, `pose_invalid` (NaN/inf, 
 quaternion), `pose_frame` (not `frame_id`), `stale_pose`, `missing_pose`,
 `non_finite_output`. Stages timed: `sync_wait` (first part's arrival -> view posed),
 `convert` (RGB + depth decode), `queue`, `fuse` (grid + tensor), `inference`, `publish`,
-`total` (first arrival -> published).
+`labels` (the voxel-labelling model, when set), `total` (first arrival -> published).
 """
-from collections import Counter, deque
+from collections import deque
 import threading
 import time
 
@@ -59,7 +59,9 @@ from embodied_vision.ros_nodes.conversions import (
 )
 from embodied_vision.ros_nodes.encoder_runtime import (
     check_runtime_parameter,
+    compile_node_encoder,
     encoder_runtime_params,
+    resolve_runtime,
 )
 from embodied_vision.ros_nodes.exact_sync import StampJoiner
 from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
@@ -76,24 +78,6 @@ POSE_TYPES = {'PoseStamped': PoseStamped, 'TransformStamped': TransformStamped}
 # the sim's WORKSPACE_BBOX (embodied_vision.sim.perception), copied: nodes do not import sim
 WORKSPACE_MIN = [-0.3, -0.35, -0.01]
 WORKSPACE_MAX = [0.3, 0.35, 0.3]
-
-
-class _ReasonCounts:
-    """Counts rejections per reason, then hands them to the node's `Accounting`."""
-
-    def __init__(self, accounting):
-        self.accounting = accounting
-        self._counts: Counter = Counter()
-        self._lock = threading.Lock()
-
-    def reject(self, key: str, message: str) -> None:
-        with self._lock:
-            self._counts[key] += 1
-        self.accounting.reject(key, message)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
 
 
 class VoxelNode(ManagedNode):
@@ -135,13 +119,17 @@ class VoxelNode(ManagedNode):
         ParamSpec('embedding_topic', 'voxel_embedding', 'embedding output (sensor_msgs/Image '
                   '32FC1, 1 x embed_dim)', read_only=True),
         ParamSpec('cloud_topic', 'voxel_cloud', 'occupied voxels (sensor_msgs/PointCloud2 '
-                  'x, y, z, rgb)', read_only=True),
+                  'x, y, z, rgb[, label])', read_only=True),
+        ParamSpec('semantics_path', '', 'voxel-labelling model directory (nerf_mae_semantics '
+                  'export); empty = the cloud has no label field', read_only=True),
     ) + qos_specs('input', 'sensor_data', 5, 'image, depth, camera-info and pose subscriptions') \
         + qos_specs('output', 'reliable', 10, 'embedding and cloud publishers')
-    STAGES = ('sync_wait', 'convert', 'queue', 'fuse', 'inference', 'publish', 'total')
+    STAGES = ('sync_wait', 'convert', 'queue', 'fuse', 'inference', 'labels', 'publish',
+              'total')
 
     def __init__(self, node_name: str = 'voxel_node', **kwargs):
         self.model = None
+        self.semantics = None  # VoxelSemanticsModel, with semantics_path
         self.resolution: tuple[int, int, int] | None = None  # the fused grid's (X, Y, Z)
         self.configure_error = ''
         self._bbox: tuple[np.ndarray, np.ndarray] | None = None
@@ -156,8 +144,7 @@ class VoxelNode(ManagedNode):
         self._invalid_depth = 0.0  # fraction of ignored pixels in the newest depth frame
         self._pose_gap: float | None = None
         super().__init__(node_name, **kwargs)
-        self.rejections = _ReasonCounts(self.accounting)
-        self._worker = NewestItemWorker(self.process, 'voxel_worker', self.rejections.reject)
+        self._worker = NewestItemWorker(self.process, 'voxel_worker', self.accounting.reject)
         self.add_post_set_parameters_callback(self._after_set_parameters)
 
     def validate_parameter(self, name: str, value) -> str:
@@ -183,7 +170,7 @@ class VoxelNode(ManagedNode):
         except Exception as err:  # any load/compile failure: report it, stay unconfigured
             self.configure_error = f'{type(err).__name__}: {err}'
             self.get_logger().error(f'configure failed: {self.configure_error}')
-            self.model = None
+            self.model = self.semantics = None
             return TransitionCallbackReturn.FAILURE
         self.configure_error = ''
         qos, create = self.qos('output'), self.create_lifecycle_publisher
@@ -195,20 +182,14 @@ class VoxelNode(ManagedNode):
     def _build_model(self) -> None:
         import torch
 
-        from embodied_vision import create_encoder, deploy
+        from embodied_vision import create_encoder
         from embodied_vision.geometry import grid_resolution
         low = np.asarray(self.param('bbox_min'), np.float64)
         high = np.asarray(self.param('bbox_max'), np.float64)
         if np.any(high <= low):
             raise ValueError(f'bbox_max {high.tolist()} must exceed bbox_min {low.tolist()} '
                              'on every axis')
-        device = self.param('device') or ('cuda' if torch.cuda.is_available() else 'cpu')
-        backend = deploy.resolve_backend(self.param('backend'), device)
-        threads, options = self.param('num_threads'), {}
-        if threads and backend == 'onnxruntime':
-            options['threads'] = threads
-        elif threads:
-            torch.set_num_threads(threads)
+        device, backend, options = resolve_runtime(self)
         encoder = create_encoder(self.param('encoder_name'),
                                  checkpoint=self.param('checkpoint_path') or None)
         contract = encoder.input_contract
@@ -222,19 +203,29 @@ class VoxelNode(ManagedNode):
                              f'{encoder.name} takes')
         self._bbox, self._max_resolution = (low, high), int(wanted)
         self.resolution = tuple(int(r) for r in grid_resolution(low, high, wanted))
-        self.model = deploy.compile(
-            encoder, backend, device=device, precision=self.param('precision'),
-            input_size=self.resolution, input_dtype=torch.float32,
-            check_parity=self.param('check_parity'),
-            cache_dir=self.param('engine_cache_dir') or None,
-            use_cache=not self.param('force_engine_update'), **options)
+        self.model = compile_node_encoder(self, encoder, device, backend, self.resolution,
+                                          torch.float32, options)
         warm = torch.zeros(1, 4, *self.resolution)
         for _ in range(2):
             self.model(warm)
+        if self.param('semantics_path'):
+            self.semantics = self._load_semantics(device, warm)
         self.get_logger().info(
             f'{encoder.name} ({encoder.embed_dim}-d) on {self.model.backend}/{device}, grid '
             f'{"x".join(map(str, self.resolution))} over {low.tolist()}..{high.tolist()}, '
             f'built in {self.model.build_seconds:.1f} s, parity {self.model.parity}')
+
+    def _load_semantics(self, device: str, warm):
+        from embodied_vision.downstream import load_voxel_semantics_model
+        model = load_voxel_semantics_model(self.param('semantics_path'), device)
+        if max(self.resolution) > model.backbone.resolution:
+            raise ValueError(f'the grid {list(self.resolution)} exceeds the '
+                             f'{model.backbone.resolution}^3 grids of the voxel-labelling '
+                             f'model {self.param("semantics_path")}; lower max_resolution')
+        model.predict(warm.to(device))
+        self.get_logger().info(f'voxel labels: {len(model.class_names)} classes '
+                               f'{model.class_names} from {self.param("semantics_path")}')
+        return model
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._joiner.clear()
@@ -265,6 +256,7 @@ class VoxelNode(ManagedNode):
         for publisher in self._outputs.values():
             self.destroy_lifecycle_publisher(publisher)
         self._outputs = {}
+        self.semantics = None
         if self.model is not None:
             cuda = str(self.model.device).startswith('cuda')
             self.model = None
@@ -276,7 +268,7 @@ class VoxelNode(ManagedNode):
     def _on_image(self, msg: Image) -> None:
         arrived = time.perf_counter()
         self.accounting.count('received')
-        frame = colour_frame(msg, self.rejections, 'rgb')
+        frame = colour_frame(msg, self.accounting, 'rgb')
         if frame is not None:
             self._add(msg.header, 'rgb', frame, arrived)
 
@@ -291,13 +283,13 @@ class VoxelNode(ManagedNode):
         """Depth Image -> float32 metres (H, W), NaN where invalid (NaN, inf, <= 0); None
         (rejected and counted) for a bad encoding, a malformed image or no valid pixel."""
         if msg.encoding not in DEPTH_ENCODINGS:
-            self.rejections.reject('depth_encoding', f'depth encoding {msg.encoding!r} is not '
+            self.accounting.reject('depth_encoding', f'depth encoding {msg.encoding!r} is not '
                                    f'allowed; allowed: {", ".join(DEPTH_ENCODINGS)}')
             return None
         try:
             raw = image_to_numpy(msg)
         except ValueError as err:
-            self.rejections.reject('depth_malformed', str(err))
+            self.accounting.reject('depth_malformed', str(err))
             return None
         depth = depth_to_metres(raw, msg.encoding)
         if depth is raw or not depth.flags.writeable:  # a view of the message: copy
@@ -305,7 +297,7 @@ class VoxelNode(ManagedNode):
         invalid = ~np.isfinite(depth)
         invalid[~invalid] = depth[~invalid] <= 0
         if invalid.all():
-            self.rejections.reject('depth_invalid', f'depth frame {msg.width}x{msg.height} '
+            self.accounting.reject('depth_invalid', f'depth frame {msg.width}x{msg.height} '
                                    'has no valid pixel (all NaN, inf, zero or negative)')
             return None
         depth[invalid] = np.nan
@@ -317,11 +309,11 @@ class VoxelNode(ManagedNode):
         try:
             intrinsics = camera_info_to_intrinsics(msg)
         except ValueError as err:
-            self.rejections.reject('camera_info', str(err))
+            self.accounting.reject('camera_info', str(err))
             return
         k = intrinsics['K']
         if not (np.all(np.isfinite(k)) and k[0, 0] > 0 and k[1, 1] > 0):
-            self.rejections.reject('camera_info', f'CameraInfo K must be finite with fx, fy '
+            self.accounting.reject('camera_info', f'CameraInfo K must be finite with fx, fy '
                                    f'> 0, got {k.reshape(-1).tolist()}')
             return
         self._camera_info = (k, intrinsics['width'], intrinsics['height'])
@@ -330,13 +322,13 @@ class VoxelNode(ManagedNode):
         self.accounting.count('received')
         frame = msg.header.frame_id.lstrip('/')
         if frame and frame != self.param('frame_id'):
-            self.rejections.reject('pose_frame', f'pose is in frame {frame!r}, expected '
+            self.accounting.reject('pose_frame', f'pose is in frame {frame!r}, expected '
                                    f'{self.param("frame_id")!r} (parameter frame_id)')
             return
         try:
             pose = rigid_from_pose(msg)
         except ValueError as err:
-            self.rejections.reject('pose_invalid', str(err))
+            self.accounting.reject('pose_invalid', str(err))
             return
         poses = self._poses
         if poses is not None:
@@ -360,7 +352,7 @@ class VoxelNode(ManagedNode):
         """A joined RGB + depth entry -> view dict; None (rejected) when the sizes differ."""
         rgb, depth = entry['rgb'], entry['depth']
         if rgb.shape[:2] != depth.shape:
-            self.rejections.reject('size_mismatch', f'RGB is {rgb.shape[1]}x{rgb.shape[0]} '
+            self.accounting.reject('size_mismatch', f'RGB is {rgb.shape[1]}x{rgb.shape[0]} '
                                    f'but depth is {depth.shape[1]}x{depth.shape[0]}')
             return None
         return {'rgb': rgb, 'depth': depth, 'header': entry['header'],
@@ -371,12 +363,12 @@ class VoxelNode(ManagedNode):
         frame may arrive after its images); None (rejected) when missing or of another size."""
         info = self._camera_info
         if info is None:
-            self.rejections.reject('camera_info_missing', 'no CameraInfo on '
+            self.accounting.reject('camera_info_missing', 'no CameraInfo on '
                                    f'{self.param("camera_info_topic")} yet: view dropped')
             return None
         k, width, height = info
         if (width, height) != (depth.shape[1], depth.shape[0]):
-            self.rejections.reject('camera_info_size', f'CameraInfo is for {width}x{height}, '
+            self.accounting.reject('camera_info_size', f'CameraInfo is for {width}x{height}, '
                                    f'the image is {depth.shape[1]}x{depth.shape[0]}')
             return None
         return k
@@ -388,11 +380,11 @@ class VoxelNode(ManagedNode):
             stamp = view['header'].stamp
             when = f'{stamp.sec}.{stamp.nanosec:09d}'
             if reason == 'missing_pose':
-                self.rejections.reject(reason, f'no pose on {self.param("pose_topic")} for '
+                self.accounting.reject(reason, f'no pose on {self.param("pose_topic")} for '
                                        f'the image stamped {when}')
                 continue
             if reason:
-                self.rejections.reject(reason, f'the nearest pose is {gap:.3f} s from the '
+                self.accounting.reject(reason, f'the nearest pose is {gap:.3f} s from the '
                                        f'image stamped {when}; max_pose_age is '
                                        f'{self.param("max_pose_age")} s')
                 continue
@@ -430,30 +422,35 @@ class VoxelNode(ManagedNode):
         embedding = self.model(batch).float().cpu().numpy()
         t2 = time.perf_counter()
         if not np.all(np.isfinite(embedding)):
-            self.rejections.reject('non_finite_output', 'the encoder returned NaN or inf')
+            self.accounting.reject('non_finite_output', 'the encoder returned NaN or inf')
             return None
+        labels = None
+        if self.semantics is not None:
+            device = next(self.semantics.parameters()).device
+            labels = self.semantics.predict(batch.to(device))[0].cpu().numpy()
+        t_labels = time.perf_counter()
         out = Header(stamp=header.stamp, frame_id=self.param('frame_id'))
         self._outputs['embedding'].publish(numpy_to_image(embedding, '32FC1', header=out))
-        self._outputs['cloud'].publish(self.cloud_message(grid, out))
+        self._outputs['cloud'].publish(self.cloud_message(grid, out, labels))
         t3 = time.perf_counter()
         self.accounting.count('published')
         for stage, seconds in (('sync_wait', posed_at - first - convert), ('convert', convert),
                                ('queue', t0 - posed_at), ('fuse', t1 - t0),
-                               ('inference', t2 - t1), ('publish', t3 - t2),
+                               ('inference', t2 - t1), ('labels', t_labels - t2),
+                               ('publish', t3 - t_labels),
                                ('total', t3 - first)):
             self.timer.add(stage, seconds)
         return embedding
 
-    def cloud_message(self, grid, header) -> PointCloud2:
-        """Occupied voxels (alpha > `occupied_alpha`) as x, y, z (centres) + packed rgb.
-
-        Extension point: a per-voxel label head (not built yet) adds its field here.
-        """
+    def cloud_message(self, grid, header, labels: np.ndarray | None = None) -> PointCloud2:
+        """Occupied voxels (alpha > `occupied_alpha`) as x, y, z (centres) + packed rgb, and
+        the `label` of each from `labels` (the grid's `(X, Y, Z)` classes) when given."""
         i, j, k = np.nonzero(grid.alpha > self.param('occupied_alpha'))
         xs, ys, zs = grid.axes()
         points = np.stack([xs[i], ys[j], zs[k]], axis=1)
         colours = np.clip(np.rint(grid.rgbsigma[i, j, k, :3] * 255.0), 0, 255)
-        return numpy_to_pointcloud2(points, colours.astype(np.uint8), header=header)
+        return numpy_to_pointcloud2(points, colours.astype(np.uint8), header=header,
+                                    labels=None if labels is None else labels[i, j, k])
 
     def diagnostic_values(self) -> dict[str, str]:
         with self._window_lock:
@@ -466,9 +463,12 @@ class VoxelNode(ManagedNode):
         poses = self._poses
         if poses is not None:
             values['poses_kept'], values['views_waiting_for_pose'] = map(str, poses.pending())
-        values.update({f'rejected_{k}': str(n) for k, n in self.rejections.snapshot().items()})
+        values.update({f'rejected_{k}': str(n)
+                       for k, n in self.accounting.rejections().items()})
         if self.configure_error:
             values['configure_error'] = self.configure_error
+        if self.semantics is not None:
+            values['classes'] = ','.join(self.semantics.class_names)
         if self.model is not None:
             values.update({'backend': self.model.backend, 'device': str(self.model.device),
                            'encoder': self.model.name, 'embed_dim': str(self.model.embed_dim),

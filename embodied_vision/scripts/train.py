@@ -16,7 +16,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from embodied_vision.training import Trainer, TrainerConfig, get_task, list_tasks
+from embodied_vision.training import (
+    Trainer,
+    TrainerConfig,
+    get_task,
+    list_tasks,
+    seed_everything,
+)
 from embodied_vision.training.registry import task_module
 
 __all__ = ['train', 'train_help', 'main']
@@ -34,6 +40,7 @@ def train(cfg: DictConfig) -> dict:
     if not trainer_fields.get('out_dir'):
         trainer_fields['out_dir'] = HydraConfig.get().runtime.output_dir
     trainer_cfg = TrainerConfig(seed=cfg.seed, **trainer_fields)
+    seed_everything(cfg.seed)  # the task builds its model: its initialisation follows `seed`
     task = hydra.utils.instantiate(cfg.task, _convert_='all')
     optimizer = hydra.utils.instantiate(cfg.optimizer)
     scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get('scheduler') else None

@@ -130,3 +130,16 @@ def test_record_writes_a_sim_episode(tmp_path, capsys):
     assert image_to_numpy(by_topic['/front/image_raw'][0][1]).shape == (32, 32, 3)
     assert by_topic['/front/camera_info'][0][1].k[0] > 0
     assert 'target' in by_topic['/instruction'][0][1].data
+    # the camera pose at every image, as sim_node publishes it (what voxel_node needs)
+    import gymnasium as gym
+
+    from embodied_vision.ros_nodes.pose_sync import rigid_from_pose
+    from embodied_vision.sim import env_id
+    assert [t for t, _ in by_topic['/front/pose']] == image_stamps
+    pose = by_topic['/front/pose'][0][1]
+    assert pose.header.frame_id == 'world'
+    env = gym.make(env_id('Reach'), cameras=('front',), image_size=32, disable_env_checker=True)
+    env.reset(seed=0)
+    expected = env.unwrapped.camera_params('front')['T_world_cam']
+    env.close()
+    np.testing.assert_allclose(rigid_from_pose(pose), expected, atol=1e-6)

@@ -379,6 +379,25 @@ def test_numpy_to_pointcloud2_layout(msgs):
         numpy_to_pointcloud2(xyz[:, :2])
 
 
+def test_numpy_to_pointcloud2_labels_are_uint32_after_rgb(msgs):
+    n = 6
+    xyz = RNG.normal(size=(n, 3)).astype(np.float32)
+    colours = RNG.integers(0, 256, (n, 3)).astype(np.uint8)
+    labels = np.array([0, 1, 7, 70000, 3, 2])
+    msg = numpy_to_pointcloud2(xyz, colors=colours, labels=labels)
+    assert [(f.name, f.offset, f.datatype) for f in msg.fields] == [
+        ('x', 0, 7), ('y', 4, 7), ('z', 8, 7), ('rgb', 12, 7), ('label', 16, 6)]
+    rows = np.frombuffer(bytes(msg.data), np.uint32).reshape(n, 5)
+    np.testing.assert_array_equal(rows[:, 4], labels)
+    np.testing.assert_array_equal(rows[:, 3], pack_rgb(colours).view(np.uint32))
+    np.testing.assert_array_equal(pointcloud2_to_numpy(msg, ('label',))[:, 0], labels)
+    only = numpy_to_pointcloud2(xyz, labels=labels)
+    assert [f.name for f in only.fields] == ['x', 'y', 'z', 'label']
+    for bad in (labels[:-1], labels - 1, labels.astype(np.float32)):
+        with pytest.raises(ValueError, match='labels must be 6 non-negative integers'):
+            numpy_to_pointcloud2(xyz, labels=bad)
+
+
 def test_pointcloud_from_rosbags(msgs):
     serialization = pytest.importorskip('rclpy.serialization')
     typesys = pytest.importorskip('rosbags.typesys')

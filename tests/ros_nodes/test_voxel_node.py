@@ -132,7 +132,7 @@ class _Rig:
         return self.outputs('embedding', sec)[0], self.outputs('cloud', sec)[0]
 
     def rejected(self, key):
-        return self.node.rejections.snapshot().get(key, 0)
+        return self.node.accounting.rejections().get(key, 0)
 
 
 @pytest.fixture(scope='module')
@@ -317,6 +317,47 @@ def test_missing_camera_info_and_pose_then_a_transform_stamped_pose(
         node.destroy_node()
 
 
+def test_cloud_carries_the_labels_of_a_voxel_labelling_model(
+        ros_context, spinner, probe, checkpoint, tmp_path):
+    from embodied_vision.downstream import (
+        create_voxel_semantics_model,
+        load_voxel_semantics_model,
+        save_voxel_semantics_model,
+    )
+    torch.manual_seed(3)
+    classes = ['background', 'box', 'other']
+    model = create_voxel_semantics_model(classes, 'nerf_mae_pretrain_swin_micro')
+    torch.nn.init.normal_(model.head.conv.weight, std=1.0)  # several classes get predicted
+    path = save_voxel_semantics_model(model, tmp_path / 'semantics')
+    node = VoxelNode('voxel_label_node', context=ros_context, parameter_overrides=_params(
+        checkpoint, prefix='l', window=1, semantics_path=str(path), occupied_alpha=0.3))
+    try:
+        assert node.bring_up()
+        spinner.add(node)
+        rig = _Rig(probe, node, 'l')
+        rig.camera_info()
+        wait_for(lambda: node._camera_info is not None, what='CameraInfo')
+        pose = rig.pose(POSE_A, 41)
+        rig.view(41)
+        _, cloud = rig.wait_output(41)
+        assert [f.name for f in cloud.fields] == ['x', 'y', 'z', 'rgb', 'label']
+        assert node.diagnostic_values()['classes'] == 'background,box,other'
+        grid = fuse_radiance_grid([{'rgb': RGB, 'depth': _render(POSE_A), 'K': K,
+                                    'T_world_cam': rigid_from_pose(pose)}], *BOX,
+                                  max_resolution=32)
+        expected = load_voxel_semantics_model(path).predict(grid.to_tensor()[None])[0]
+        occupied = np.nonzero(grid.alpha > 0.3)
+        labels = pointcloud2_to_numpy(cloud, ('label',))[:, 0]
+        assert len(labels) == len(occupied[0]) > 0
+        # float32 reductions may flip a near-tie between two classes: allow a few voxels
+        agree = np.mean(labels == expected.numpy()[occupied])
+        assert agree > 0.98 and len(np.unique(labels)) > 1, (agree, np.unique(labels))
+    finally:
+        spinner.remove(node)
+        node.release()
+        node.destroy_node()
+
+
 def _transform(sec):
     """POSE_A as a TransformStamped world -> camera optical frame."""
     transform = TransformStamped(header=_header(sec, 'world'),
@@ -368,6 +409,7 @@ def test_rigid_from_pose_refuses_what_is_not_a_rigid_transform():
     ({'encoder_name': 'r3m_resnet18', 'checkpoint_path': ''}, 'voxel-grid encoder'),
     ({'bbox_max': [0.3, -0.4, 0.3]}, 'must exceed bbox_min'),
     ({'max_resolution': 64}, 'exceeds the 32^3 grids'),
+    ({'semantics_path': '/nonexistent/semantics'}, '/nonexistent/semantics'),
 ])
 def test_configure_fails_cleanly(ros_context, checkpoint, overrides, error):
     node = VoxelNode('bad_voxel_node', context=ros_context,
@@ -422,8 +464,8 @@ def test_sim_node_feeds_voxel_node(ros_context, spinner, probe, checkpoint):
         cloud = pointcloud2_to_numpy(probe.messages('front/cloud')[-1])
         assert len(cloud) > 0 and np.all(cloud >= BOX[0]) and np.all(cloud <= BOX[1])
         # only the first frame may race its CameraInfo; nothing else is rejected
-        assert set(node.rejections.snapshot()) <= {'camera_info_missing'}
-        assert node.rejections.snapshot().get('camera_info_missing', 0) <= 1
+        assert set(node.accounting.rejections()) <= {'camera_info_missing'}
+        assert node.accounting.rejections().get('camera_info_missing', 0) <= 1
     finally:
         spinner.remove(sim, node)
         for each in (sim, node):

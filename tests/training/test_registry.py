@@ -16,6 +16,8 @@ PACKAGE_TASKS = {
     'l4s_bc': 'embodied_vision.policies.lang4sim2real.training_l4s_bc',
     'lang4sim2real_pretrain': 'embodied_vision.pretrain.training_lang4sim2real_pretrain',
     'mbs': 'embodied_vision.policies.mbs.training_mbs',
+    'nerf_mae_pretrain': 'embodied_vision.pretrain.training_nerf_mae_pretrain',
+    'nerf_mae_semantics': 'embodied_vision.downstream.training_nerf_mae_semantics',
 }
 EXPERIMENTS = sorted(e.name.removesuffix('.yaml') for e in (
     resources.files('embodied_vision.configs') / 'experiment').iterdir()
@@ -112,3 +114,38 @@ def test_train_without_an_experiment_says_how_to_pick_one(tmp_path):
     from embodied_vision.scripts.train import train
     with pytest.raises(ValueError, match='no task: pick an experiment'):
         train(compose_config('train', [f'hydra.run.dir={tmp_path}']))
+
+
+def test_train_seeds_the_model_the_task_builds(tmp_path):
+    """`seed` decides the task's initial weights, not only the batches (a random-init arm
+    with three seeds must be three initialisations)."""
+    import torch
+
+    from embodied_vision.configs import compose_config
+    from embodied_vision.scripts.train import train
+    from embodied_vision.training import register_task, registry
+
+    built = []
+
+    @register_task('seed_probe')
+    class SeedProbeTask:
+        def __init__(self):
+            self.model = torch.nn.Linear(3, 1)
+            built.append(self.model.weight.detach().clone())
+
+        def train_dataset(self):
+            return torch.utils.data.TensorDataset(torch.zeros(4, 3))
+
+        def loss(self, model, batch):
+            return model(batch[0]).square().mean(), {}
+
+    try:
+        for run, seed in enumerate((0, 0, 1)):
+            train(compose_config('train', [
+                'task.name=seed_probe', f'seed={seed}', 'trainer.max_steps=1',
+                'trainer.batch_size=2', 'trainer.progress=false', 'trainer.resume=false',
+                f'trainer.out_dir={tmp_path / str(run)}',
+                f'hydra.run.dir={tmp_path / str(run)}']))
+    finally:
+        registry._TASKS.pop('seed_probe', None)  # leave the registry as the package has it
+    assert torch.equal(built[0], built[1]) and not torch.equal(built[0], built[2])
