@@ -11,9 +11,14 @@ from embodied_vision.checkpoints import r3m, torchvision_resnet  # noqa: F401  (
 from embodied_vision.checkpoints._format import FORMATS, CheckpointError, CheckpointFormat
 from embodied_vision.checkpoints.artifact import read_artifact, save_artifact, save_encoder
 from embodied_vision.checkpoints.croco import CROCO_FORMAT  # noqa: F401  (registration)
-from embodied_vision.checkpoints.loader import load_checkpoint, load_state_strict, read_checkpoint
+from embodied_vision.checkpoints.loader import (
+    load_checkpoint,
+    load_head,
+    load_state_strict,
+    read_checkpoint,
+)
 from embodied_vision.checkpoints.nerf_mae import NERF_MAE_FORMAT  # noqa: F401  (registration)
 
-__all__ = ['CheckpointError', 'CheckpointFormat', 'FORMATS', 'load_checkpoint',
+__all__ = ['CheckpointError', 'CheckpointFormat', 'FORMATS', 'load_checkpoint', 'load_head',
            'load_state_strict', 'read_artifact', 'read_checkpoint', 'save_artifact',
            'save_encoder']

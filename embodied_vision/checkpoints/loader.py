@@ -90,6 +90,25 @@ def load_state_strict(model: torch.nn.Module, state: Mapping, source: str) -> No
     model.load_state_dict(state, strict=True)
 
 
+def load_head(directory, name: str, build, writer: str,
+              map_location: str | torch.device = 'cpu') -> torch.nn.Module:
+    """A downstream model from its `head` artefact `name` (eval mode, on `map_location`).
+
+    `build(config)` makes the model from the artefact's config; its weights are loaded
+    strictly, and `backbone_source` and the licence (warned about when non-commercial) are
+    restored. `writer` names the function that writes such artefacts, for the error.
+    """
+    try:
+        found = artifact.read_artifact(directory, kind='head', name=name)
+    except CheckpointError as err:
+        raise CheckpointError(f'{err} (expected what {writer} writes)') from None
+    model = build(found.config)
+    load_state_strict(model, found.state, f'{found.path} ({name} model)')
+    model.backbone_source = found.config.get('backbone_source', '')
+    model.weights_license, model.non_commercial = found.license, found.non_commercial
+    return model.to(map_location).eval()
+
+
 def _accepted_formats(pretrained_cfgs: Sequence) -> dict[str, object]:
     """Format -> the weight source it carries; our own artefacts load into any model."""
     accepted = {artifact.FORMAT_NAME: None}

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
-from embodied_vision.checkpoints import CheckpointError, load_state_strict
+from embodied_vision.checkpoints import CheckpointError, load_head, load_state_strict
 from embodied_vision.checkpoints.artifact import is_artifact, read_artifact, save_artifact
 from embodied_vision.encoders import create_encoder
 from embodied_vision.encoders.croco import IMAGENET_MEAN, IMAGENET_STD, CroCoPair
@@ -364,15 +364,7 @@ def load_pair_geometry_model(directory: str | os.PathLike,
 
     Warns when the backbone's weights are non-commercial.
     """
-    try:
-        found = read_artifact(directory, kind='head', name=HEAD_NAME)
-    except CheckpointError as err:
-        raise CheckpointError(f'{err} (load_pair_geometry_model reads what '
-                              'save_pair_geometry_model wrote)') from None
-    config = found.config
-    backbone = create_encoder(config['backbone'], **config.get('backbone_kwargs', {}))
-    model = PairGeometryModel(backbone, **dict(config.get('head', {})))
-    load_state_strict(model, found.state, f'{found.path} (pair-geometry model)')
-    model.backbone_source = config.get('backbone_source', '')
-    model.weights_license, model.non_commercial = found.license, found.non_commercial
-    return model.to(map_location).eval()
+    def build(config: dict) -> PairGeometryModel:
+        backbone = create_encoder(config['backbone'], **config.get('backbone_kwargs', {}))
+        return PairGeometryModel(backbone, **dict(config.get('head', {})))
+    return load_head(directory, HEAD_NAME, build, 'save_pair_geometry_model', map_location)

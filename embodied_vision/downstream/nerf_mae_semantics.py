@@ -24,8 +24,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
-from embodied_vision.checkpoints import CheckpointError, load_state_strict
-from embodied_vision.checkpoints.artifact import read_artifact, save_artifact
+from embodied_vision.checkpoints import load_head
+from embodied_vision.checkpoints.artifact import save_artifact
 from embodied_vision.encoders import create_encoder
 from embodied_vision.encoders.nerf_mae import NerfMAE
 from embodied_vision.layers.unetr import UnetOutBlock
@@ -141,19 +141,11 @@ def save_voxel_semantics_model(model: VoxelSemanticsModel, directory) -> Path:
 def load_voxel_semantics_model(directory, map_location='cpu') -> VoxelSemanticsModel:
     """Rebuild a model written by `save_voxel_semantics_model` (eval mode); warns when the
     weights are non-commercial."""
-    try:
-        found = read_artifact(directory, kind='head', name=HEAD_NAME)
-    except CheckpointError as err:
-        raise CheckpointError(f'{err} (load_voxel_semantics_model reads what '
-                              'save_voxel_semantics_model wrote)') from None
-    config = found.config
-    backbone = create_encoder(config['backbone'], **config.get('backbone_kwargs', {}))
-    model = VoxelSemanticsModel(backbone, config['class_names'],
-                                config.get('occupied_alpha', 0.01))
-    load_state_strict(model, found.state, f'{found.path} (voxel-semantics model)')
-    model.backbone_source = config.get('backbone_source', '')
-    model.weights_license, model.non_commercial = found.license, found.non_commercial
-    return model.to(map_location).eval()
+    def build(config: dict) -> VoxelSemanticsModel:
+        backbone = create_encoder(config['backbone'], **config.get('backbone_kwargs', {}))
+        return VoxelSemanticsModel(backbone, config['class_names'],
+                                   config.get('occupied_alpha', 0.01))
+    return load_head(directory, HEAD_NAME, build, 'save_voxel_semantics_model', map_location)
 
 
 # --------------------------------------------------------------------------- metrics
