@@ -25,8 +25,8 @@ from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
 from embodied_vision.checkpoints import load_head
-from embodied_vision.checkpoints.artifact import save_artifact
-from embodied_vision.encoders import create_encoder
+from embodied_vision.checkpoints.artifact import is_artifact, save_artifact
+from embodied_vision.encoders import create_encoder, load_encoder
 from embodied_vision.encoders.nerf_mae import NerfMAE
 from embodied_vision.layers.unetr import UnetOutBlock
 
@@ -127,10 +127,29 @@ def create_voxel_semantics_model(class_names, backbone: str = 'nerf_mae_pretrain
             released `nerf_mae_pretrained.pt`; loaded strictly, its licence recorded.
         **backbone_overrides: architecture arguments, e.g. `resolution=64`.
     """
-    model = create_encoder(backbone, checkpoint=backbone_checkpoint, **backbone_overrides)
+    if backbone_checkpoint is not None and is_artifact(backbone_checkpoint):
+        model = _recorded_backbone(backbone, backbone_checkpoint, backbone_overrides)
+    else:
+        model = create_encoder(backbone, checkpoint=backbone_checkpoint, **backbone_overrides)
     semantics = VoxelSemanticsModel(model, class_names, occupied_alpha)
     semantics.backbone_source = str(backbone_checkpoint or '')
     return semantics
+
+
+def _recorded_backbone(backbone: str, path, overrides: dict) -> NerfMAE:
+    """Our export of `backbone` with the architecture it records (pretraining-only settings
+    such as `masking_prob` may differ); `overrides` must give the same tensor shapes."""
+    model = load_encoder(path)
+    if model.name.split('.')[0] != backbone.split('.')[0]:
+        raise ValueError(f'{path} holds {model.name}, not {backbone}; set backbone to it')
+    with torch.device('meta'):
+        wanted = create_encoder(backbone, **overrides).state_dict()
+    found = model.state_dict()
+    differ = [k for k in wanted if k not in found or found[k].shape != wanted[k].shape]
+    if differ or set(found) - set(wanted):
+        raise ValueError(f'{path} ({model.name}, {dict(model.init_kwargs)}) is another '
+                         f'architecture than {backbone} with {overrides}: {differ[:3]} differ')
+    return model
 
 
 def save_voxel_semantics_model(model: VoxelSemanticsModel, directory) -> Path:

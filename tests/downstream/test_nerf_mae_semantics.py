@@ -136,6 +136,15 @@ def test_pretrained_backbone_is_loaded_and_the_artefact_round_trips(tmp_path):
     fresh = create_voxel_semantics_model(CLASSES, MODEL)
     assert not torch.equal(fresh.backbone.stages[0][0].attn.qkv.weight,
                            model.backbone.stages[0][0].attn.qkv.weight)
+    # a pretraining export records its settings (masking_prob 0.75): its architecture is used
+    masked = create_encoder(MODEL, masking_prob=0.75)
+    save_encoder(masked, tmp_path / 'masked')
+    recorded = create_voxel_semantics_model(CLASSES, MODEL, tmp_path / 'masked', resolution=32)
+    torch.testing.assert_close(recorded.backbone.mask_token, masked.mask_token)
+    with pytest.raises(ValueError, match=r"another architecture .* \['pos_embed'\] differ"):
+        create_voxel_semantics_model(CLASSES, MODEL, tmp_path / 'masked', resolution=64)
+    with pytest.raises(ValueError, match='not nerf_mae_pretrain_swin_mini; set backbone'):
+        create_voxel_semantics_model(CLASSES, 'nerf_mae_pretrain_swin_mini', tmp_path / 'masked')
     save_voxel_semantics_model(model, tmp_path / 'semantics')
     loaded = load_voxel_semantics_model(tmp_path / 'semantics')
     assert loaded.class_names == CLASSES and loaded.backbone_source == str(tmp_path / 'encoder')
