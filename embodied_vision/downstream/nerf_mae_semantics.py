@@ -30,11 +30,12 @@ from embodied_vision.encoders import create_encoder, load_encoder
 from embodied_vision.encoders.nerf_mae import NerfMAE
 from embodied_vision.layers.unetr import UnetOutBlock
 
-__all__ = ['HEAD_NAME', 'VoxelSemanticsModel', 'class_weights', 'confusion_matrix',
+__all__ = ['EVAL_FILE', 'HEAD_NAME', 'VoxelSemanticsModel', 'class_weights', 'confusion_matrix',
            'create_voxel_semantics_model', 'iou_per_class', 'load_voxel_semantics_model',
            'mean_iou', 'save_voxel_semantics_model', 'voxel_loss']
 
 HEAD_NAME = 'nerf_mae_semantics'
+EVAL_FILE = 'semantics_eval.json'  # a run's per-scene confusions (training task, compare)
 
 
 class VoxelSemanticsModel(nn.Module):

@@ -20,11 +20,10 @@ import sys
 
 import numpy as np
 
-from embodied_vision.downstream.nerf_mae_semantics import mean_iou
+from embodied_vision.downstream.nerf_mae_semantics import EVAL_FILE, mean_iou
 
 __all__ = ['arm_summary', 'load_run', 'main', 'miou_difference']
 
-EVAL_FILE = 'semantics_eval.json'
 METRICS = {'miou': False, 'miou_objects': True}   # metric -> skip background
 
 

@@ -14,7 +14,7 @@ which pretraining never sees): `miou` (classes that occur in the targets, backgr
 table included), `miou_objects` (without background), `accuracy`, each over occupied voxels,
 and `iou_<class>`. `export` writes the model (`model/`) and `semantics_eval.json`: the
 per-scene confusion matrices, so that runs can be compared with a bootstrap over scenes
-and seeds (`nerf_mae_semantics_compare`).
+and seeds (`embodied-vision compare-semantics`).
 
     embodied-vision train experiment=nerf_mae_semantics task.root=grids64 \\
         task.backbone_checkpoint=runs/nerf_mae_pretrain/encoder task.labelled_scenes=8
@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from embodied_vision.data.radiance_grids import RadianceGridDataset
 from embodied_vision.downstream.nerf_mae_semantics import (
+    EVAL_FILE,
     class_weights,
     confusion_matrix,
     create_voxel_semantics_model,
@@ -44,7 +45,6 @@ from embodied_vision.training.registry import register_task
 __all__ = ['LabelledGrids', 'NerfMAESemanticsTask']
 
 _logger = logging.getLogger(__name__)
-EVAL_FILE = 'semantics_eval.json'
 
 
 class LabelledGrids(Dataset):
@@ -138,7 +138,6 @@ class NerfMAESemanticsTask:
         self.class_counts = counts
         self.weights = class_weights(counts, weight_power) if weight_power else None
         self.weight_decay, self.flip, self.eval_batch = weight_decay, flip, eval_batch
-        self.backbone_checkpoint = backbone_checkpoint
         _logger.info('NeRF-MAE voxel semantics: %d labelled training scenes, %d %s scenes, '
                      '%d classes, backbone %s from %s', len(self.grids), len(self.eval_grids),
                      eval_split, len(class_names), backbone, backbone_checkpoint or 'random init')
@@ -213,7 +212,7 @@ class NerfMAESemanticsTask:
         out_dir.mkdir(parents=True, exist_ok=True)
         per_scene = self.confusions(model)
         report = {'class_names': model.class_names,
-                  'backbone_checkpoint': str(self.backbone_checkpoint or ''),
+                  'backbone_checkpoint': model.backbone_source,
                   'labelled_scenes': self.train_names,
                   'training_class_counts': self.class_counts.tolist(),
                   'metrics': self.metrics(sum(per_scene), model.class_names),
