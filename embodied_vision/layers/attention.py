@@ -45,7 +45,10 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor, rope: RopeTables | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: RopeTables | None = None,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`attn_mask`: optional additive bias (or bool, True = attend) broadcastable to
+        `(B, heads, N, N)`."""
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
         qkv = qkv.permute(2, 0, 3, 1, 4)                      # (3, B, heads, N, head_dim)
@@ -55,7 +58,7 @@ class Attention(nn.Module):
         else:
             q, k, v = qkv.unbind(0)
         x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0)
         x = x.transpose(1, 2).reshape(batch, tokens, dim)
         return self.proj_drop(self.proj(x))
 

@@ -44,8 +44,9 @@ class EncoderBlock(nn.Module):
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=act_layer, drop=drop)
 
-    def forward(self, x: torch.Tensor, rope: RopeTables | None = None) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), rope))
+    def forward(self, x: torch.Tensor, rope: RopeTables | None = None,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), rope, attn_mask))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

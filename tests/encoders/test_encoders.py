@@ -4,13 +4,15 @@ import torch
 
 from embodied_vision.deploy import export_encoder
 from embodied_vision.encoders import Encoder, create_encoder, list_encoders
+from embodied_vision.encoders.i2p_mae import PRESETS as I2P_PRESETS
 from tests.conftest import TINY
 from tests.numerics import assert_fp32_close
 
 ENCODERS = list_encoders()
 # Voxel models pad every grid to their resolution (160^3 for the released ones: tens of
-# seconds per CPU forward); the same architectures at 32^3 test the same code.
-SMALL = {'voxels': {'resolution': 32}}
+# seconds per CPU forward); the same architectures at 32^3 test the same code. Point models
+# run the released layer structure at test widths on 256 points.
+SMALL = {'voxels': {'resolution': 32}, 'points': dict(I2P_PRESETS['tiny'])}
 
 
 @pytest.fixture(scope='module', params=ENCODERS)
@@ -23,8 +25,8 @@ def encoder(request):
 
 
 def _size(encoder):
-    """TINY for images; a voxel model's own (small) resolution."""
-    return None if encoder.input_contract.modality == 'voxels' else TINY
+    """TINY for images; a voxel or point model's own (small) size."""
+    return None if encoder.input_contract.modality in ('voxels', 'points') else TINY
 
 
 def test_contract_is_declared(encoder):
