@@ -17,12 +17,13 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
+import torch.nn.functional as F  # noqa: N812
 
 from embodied_vision.checkpoints.licence import UNKNOWN_TERMS
 from embodied_vision.encoders._contract import InputContract
 from embodied_vision.encoders._registry import PretrainedCfg, register_encoder
 from embodied_vision.encoders.base import Encoder
-from embodied_vision.layers.point_ops import three_nn_interpolate
+from embodied_vision.layers.point_ops import chamfer_l2, three_nn_interpolate
 from embodied_vision.layers.point_tokens import (
     PointGroups,
     group_scales,
@@ -245,6 +246,34 @@ class I2PMAE(I2PMAEEncoder):
         pred_3d = self.rec_head_3d(x).transpose(1, 2).reshape(b, g, k, 3)
         pred_2d = self.rec_head_2d(x).transpose(1, 2).reshape(b, g, k, -1)
         return {'scales': scales, 'visible': visible, 'pred_3d': pred_3d, 'pred_2d': pred_2d}
+
+    def forward_loss(self, points: torch.Tensor, guide=None,
+                     visible: list[torch.Tensor] | None = None,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """`(loss, outputs)`: I2P-MAE's objective with a 2D `guide`, Point-M2AE's without.
+
+        The 3D loss is Chamfer-L2 (squared) between each **masked** scale-1 token's
+        predicted and true member offsets; with a guide (`pretrain.image_guidance.
+        ImageGuide`: saliency-guided masking and back-projected 2D features) the 2D loss is
+        the MSE on the **visible** scale-1 tokens, weighted 1:1. `outputs` adds `loss_3d`,
+        `loss_2d` (0 without a guide) and `signals` to `forward_pretrain`'s.
+        """
+        if guide is not None and guide.feature_dim != self.image_feature_dim:
+            raise ValueError(f'the guide gives {guide.feature_dim}-d features, the model '
+                             f'predicts image_feature_dim={self.image_feature_dim}')
+        scales = self.group(points)
+        signals = None if guide is None else guide.signals(points, scales)
+        out = self.forward_pretrain(points, None if signals is None else signals.saliency,
+                                    visible, scales, generator)
+        shown = out['visible'][1]
+        hidden = ~shown
+        loss_3d = chamfer_l2(out['pred_3d'][hidden], scales[1].neighborhood[hidden]) \
+            if hidden.any() else out['pred_3d'].sum() * 0.0
+        loss_2d = out['pred_2d'].sum() * 0.0
+        if signals is not None and shown.any():
+            loss_2d = F.mse_loss(out['pred_2d'][shown], signals.targets[shown])
+        out.update(loss_3d=loss_3d, loss_2d=loss_2d, signals=signals)
+        return loss_3d + loss_2d, out
 
 
 # ------------------------------------------------------------------------------ init
