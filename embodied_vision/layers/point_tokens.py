@@ -8,7 +8,10 @@ scale-(i-1) tokens:
 
 - `group_scales` returns one `PointGroups` per scale: centers, center-relative
   neighbourhoods and the member indices (per cloud, and flattened with a batch offset so that
-  they gather rows of a `(B * G, C)` token tensor);
+  they gather rows of a `(B * G, C)` token tensor). Only scale 0 needs a sampler: FPS
+  started at index 0 on centers that are themselves in FPS order returns `0, 1, ..., g-1`
+  (each next center already maximised the distance to the chosen ones over a superset), so
+  the coarser centers are prefixes of the finer ones, exactly as upstream's FPS gives them;
 - `TokenEmbed` is the mini-PointNet: offsets (scale 0) or member features (scales >= 1,
   "token merging") -> shared MLP -> group max concatenated back -> MLP -> group max. Module
   names (`first_conv.{0,1,3}`, `second_conv.{0,1,3}`) are the released checkpoint's;
@@ -94,8 +97,12 @@ def group_scales(points: torch.Tensor, num_groups, group_sizes,
         if k > source.shape[1]:
             raise ValueError(f'group_sizes[{i}]={k} exceeds the {source.shape[1]} points of '
                              'the scale it groups')
-        fps = farthest_point_sample(source, g) if centers_index is None else centers_index[i]
-        centers = gather_points(source, fps)
+        if centers_index is not None:
+            centers = gather_points(source, centers_index[i])
+        elif i == 0:
+            centers = gather_points(source, farthest_point_sample(source, g))
+        else:  # FPS of centers in FPS order, from index 0, returns 0..g-1: the prefix
+            centers = source[:, :g]
         _, index = knn(centers, source, k)
         members = gather_points(source, index)
         out.append(PointGroups(centers, members - centers[:, :, None], members, index,

@@ -9,6 +9,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from embodied_vision.encoders import create_encoder
 from embodied_vision.encoders.i2p_mae import I2PMAE, PRESETS, I2PMAEEncoder, model_kwargs
+from embodied_vision.layers.point_ops import farthest_point_sample
 from embodied_vision.layers.point_tokens import (
     group_scales,
     mask_coarse_tokens,
@@ -50,6 +51,15 @@ def test_each_scale_groups_the_previous_scales_centers():
         flat = source.reshape(-1, 3)[groups.flat_index]
         assert torch.equal(flat, groups.members)
         source = groups.centers
+    # coarser centers are the prefix of the finer ones: what FPS on them returns, ties too
+    grid = torch.stack(torch.meshgrid(*[torch.arange(8.0)] * 2, torch.arange(4.0),
+                                      indexing='ij'), -1).reshape(1, 256, 3)
+    for cloud in (points, grid):
+        chain = group_scales(cloud, [64, 32, 8], [8, 4, 4])
+        for i in (1, 2):
+            fps = farthest_point_sample(chain[i - 1].centers, chain[i].centers.shape[1],
+                                        backend='torch')
+            assert torch.equal(fps, torch.arange(fps.shape[1]).expand_as(fps))
     # a center is its own nearest member at scales >= 1 (centers are previous centers)
     assert torch.equal(scales[1].members[:, :, 0], scales[1].centers)
     with pytest.raises(ValueError, match='fewer than the 64 groups'):
