@@ -196,6 +196,13 @@ def _build(encoder, backend, device, precision, size, max_batch, cache_dir, use_
             model = model.to(_DTYPE[precision])
         return inductor.compile_inductor(model, **options), None
     example = tuple(x.float() for x in _probe_inputs(encoder, 2, size))
+    # An encoder with a data-dependent step (I2P-MAE's FPS) exports the graph after it and
+    # runs `prepare` before every call.
+    graph, prepare = encoder.export_graph() if hasattr(encoder, 'export_graph') \
+        else (encoder, None)
+    if prepare is not None:
+        with torch.inference_mode():
+            example = tuple(prepare(*example))
     key_options = {'device': device, 'precision': precision, 'size': size,
                    'max_batch': max_batch,
                    **{k: v for k, v in options.items() if k not in _SESSION_OPTIONS}}
@@ -207,7 +214,7 @@ def _build(encoder, backend, device, precision, size, max_batch, cache_dir, use_
     if reuse:
         mark_used(path)
     elif backend == 'onnxruntime':
-        onnx_runtime.export_onnx(encoder.to('cpu'), path, example, max_batch=max_batch)
+        onnx_runtime.export_onnx(graph.to('cpu'), path, example, max_batch=max_batch)
     if backend == 'onnxruntime':
         runner = onnx_runtime.OnnxRuntimeModule(
             path, device=device, threads=options.get('threads', 0),
@@ -215,7 +222,17 @@ def _build(encoder, backend, device, precision, size, max_batch, cache_dir, use_
     elif reuse:
         runner = tensorrt.load_tensorrt(path, device=device)
     else:
-        runner = tensorrt.compile_tensorrt(encoder, example, path, precision=precision,
+        runner = tensorrt.compile_tensorrt(graph, example, path, precision=precision,
                                            max_batch=max_batch, device=device, **options)
     prune_cache(cache, budget, keep=path)
-    return runner, path
+    return (runner if prepare is None else _Prepared(runner, prepare)), path
+
+
+class _Prepared:
+    """`runner(*prepare(*inputs))`: the eager step before an exported graph."""
+
+    def __init__(self, runner, prepare):
+        self.runner, self.prepare = runner, prepare
+
+    def __call__(self, *inputs: torch.Tensor):
+        return self.runner(*self.prepare(*inputs))

@@ -101,7 +101,8 @@ class OnnxRuntimeModule:
 
 
 _ORT_DTYPES = {'tensor(float)': np.float32, 'tensor(float16)': np.float16,
-               'tensor(uint8)': np.uint8, 'tensor(double)': np.float64}
+               'tensor(uint8)': np.uint8, 'tensor(double)': np.float64,
+               'tensor(int64)': np.int64}
 
 
 def _to_numpy(x: torch.Tensor, dtype) -> np.ndarray:

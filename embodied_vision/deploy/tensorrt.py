@@ -57,7 +57,7 @@ def compile_tensorrt(encoder, example_inputs: tuple[torch.Tensor, ...], path: Pa
     trt = _require_cuda()
     model = encoder.to(device).eval()
     inputs = [trt.Input(min_shape=(min_batch, *x.shape[1:]), opt_shape=(opt_batch, *x.shape[1:]),
-                        max_shape=(max_batch, *x.shape[1:]), dtype=torch.float32)
+                        max_shape=(max_batch, *x.shape[1:]), dtype=_input_dtype(x))
               for x in example_inputs]
     _logger.warning('building a TensorRT engine for %s (%s, batch %d-%d); this can take '
                     'minutes on Jetson', getattr(encoder, 'name', '?'), precision, min_batch,
@@ -68,9 +68,14 @@ def compile_tensorrt(encoder, example_inputs: tuple[torch.Tensor, ...], path: Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix('.tmp.ep')
     trt.save(compiled, str(tmp), output_format='exported_program', arg_inputs=[
-        x.to(device, torch.float32)[:opt_batch] for x in example_inputs])
+        x.to(device, _input_dtype(x))[:opt_batch] for x in example_inputs])
     os.replace(tmp, path)
     return compiled
+
+
+def _input_dtype(x: torch.Tensor) -> torch.dtype:
+    """Engines take float32 data; index inputs (I2P-MAE's FPS centers) keep their dtype."""
+    return torch.float32 if x.is_floating_point() else x.dtype
 
 
 def load_tensorrt(path: Path, device: str = 'cuda'):

@@ -23,7 +23,11 @@ from embodied_vision.checkpoints.licence import UNKNOWN_TERMS
 from embodied_vision.encoders._contract import InputContract
 from embodied_vision.encoders._registry import PretrainedCfg, register_encoder
 from embodied_vision.encoders.base import Encoder
-from embodied_vision.layers.point_ops import chamfer_l2, three_nn_interpolate
+from embodied_vision.layers.point_ops import (
+    chamfer_l2,
+    farthest_point_sample,
+    three_nn_interpolate,
+)
 from embodied_vision.layers.point_tokens import (
     PointGroups,
     group_scales,
@@ -138,11 +142,27 @@ class I2PMAEEncoder(Encoder):
                                     saliency, generator, centers.device)
         return propagate_visibility(coarse, scales)
 
+    def sample_centers(self, points: torch.Tensor) -> torch.Tensor:
+        """`(B, num_groups[0])` FPS indices of the first scale: the one data-dependent loop
+        (the coarser scales take prefixes), run before an exported graph."""
+        return farthest_point_sample(points, self.num_groups[0])
+
+    def features_from_centers(self, points: torch.Tensor,
+                              centers_index: torch.Tensor | None = None) -> torch.Tensor:
+        """`forward_features` with the first scale's FPS indices given (or sampled)."""
+        scales = self.group(points, [centers_index, None, None])
+        return self.h_encoder(scales, self.referenced_visibility(scales))[-1].tokens
+
+    def export_graph(self) -> tuple[nn.Module, object]:
+        """`(graph, prepare)` for `deploy.compile`: the exported graph takes the points and
+        the first scale's FPS indices (kNN, the coarser prefixes, embedding, transformer and
+        pooling run inside it); `prepare(points)` computes the indices before it."""
+        return _GroupedGraph(self), lambda points: (points, self.sample_centers(points))
+
     # ------------------------------------------------------------------------ Encoder API
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """`(B, G_last, C_last)` last-scale tokens after `encoder_norms.2` (eval masking)."""
-        scales = self.group(x)
-        return self.h_encoder(scales, self.referenced_visibility(scales))[-1].tokens
+        return self.features_from_centers(x)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Max over the last scale's tokens -> `(B, C_last)` (the SVM feature)."""
@@ -150,6 +170,29 @@ class I2PMAEEncoder(Encoder):
 
     def no_weight_decay(self) -> set[str]:
         return set()
+
+
+class _GroupedGraph(nn.Module):
+    """The exportable part of an `I2PMAEEncoder`: `(points, centers_index) -> embedding`."""
+
+    def __init__(self, encoder: I2PMAEEncoder):
+        super().__init__()
+        self.encoder = encoder
+        self.name = encoder.name
+
+    def forward(self, points: torch.Tensor, centers_index: torch.Tensor) -> torch.Tensor:
+        return self.encoder.forward_head(self.encoder.features_from_centers(points,
+                                                                            centers_index))
+
+    def example_inputs(self, batch_size: int = 2, size=None, generator=None):
+        (points,) = self.encoder.example_inputs(batch_size, size, generator)
+        return points, self.encoder.sample_centers(points)
+
+    def dynamic_shapes(self, n_inputs: int = 2, max_batch: int = 256) -> tuple[dict, ...]:
+        return self.encoder.dynamic_shapes(n_inputs, max_batch)
+
+    def export_names(self, n_inputs: int = 2) -> tuple[list[str], list[str]]:
+        return ['points', 'centers_index'], ['embedding']
 
 
 class TokenPropagation(nn.Module):

@@ -56,6 +56,9 @@ def square_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """`(B, N, M)` squared Euclidean distances between `(B, N, 3)` and `(B, M, 3)`."""
     _check_points('a', a)
     _check_points('b', b)
+    if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+        # cdist has no ONNX lowering: the same sum of squared differences, broadcast
+        return (a[:, :, None] - b[:, None]).square().sum(-1)
     return torch.cdist(a, b, compute_mode='donot_use_mm_for_euclid_dist').square()
 
 

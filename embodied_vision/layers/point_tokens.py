@@ -80,8 +80,8 @@ def group_scales(points: torch.Tensor, num_groups, group_sizes,
         points: `(B, N, 3)` float cloud.
         num_groups: groups per scale, e.g. `[512, 256, 64]`.
         group_sizes: members per group, e.g. `[16, 8, 8]`.
-        centers_index: the FPS indices per scale (`(B, G_i)` into the previous scale),
-            when computed elsewhere (a faster sampler, or outside an exported graph).
+        centers_index: per scale, the FPS indices (`(B, G_i)` into the previous scale)
+            when computed elsewhere (outside an exported graph), or None to sample here.
     """
     groups, sizes = _check_scales(num_groups, group_sizes)
     if points.ndim != 3 or points.shape[-1] != 3:
@@ -97,7 +97,7 @@ def group_scales(points: torch.Tensor, num_groups, group_sizes,
         if k > source.shape[1]:
             raise ValueError(f'group_sizes[{i}]={k} exceeds the {source.shape[1]} points of '
                              'the scale it groups')
-        if centers_index is not None:
+        if centers_index is not None and centers_index[i] is not None:
             centers = gather_points(source, centers_index[i])
         elif i == 0:
             centers = gather_points(source, farthest_point_sample(source, g))
