@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+import torch.nn.functional as F  # noqa: N812
 
 from embodied_vision.layers.point_ops import (
     farthest_point_sample,
@@ -135,14 +136,26 @@ class TokenEmbed(nn.Module):
             self.second_conv = _conv_bn_relu_conv(2 * in_channels, out_channels, out_channels)
 
     def forward(self, members: torch.Tensor) -> torch.Tensor:
+        """Channels-last: the 1x1 convolutions run as matrix products over all members, and
+        the concatenated group max meets its half of the second layer's weights once per
+        group instead of once per member (`W [g; x] = W_g g + W_x x`)."""
         b, g, k, c = members.shape
         if c != self.in_channels:
             raise ValueError(f'token embedding expects {self.in_channels} channels per member, '
                              f'got {tuple(members.shape)}')
-        x = self.first_conv(members.reshape(b * g, k, c).transpose(1, 2))   # (BG, C1, K)
-        pooled = x.amax(dim=2, keepdim=True)
-        x = self.second_conv(torch.cat([pooled.expand(-1, -1, k), x], dim=1))
-        return x.amax(dim=2).reshape(b, g, self.out_channels)
+        conv0, norm0, act0, conv1 = self.first_conv
+        x = act0(norm0(F.linear(members.reshape(b * g * k, c), conv0.weight[..., 0],
+                                conv0.bias)))
+        x = F.linear(x, conv1.weight[..., 0], conv1.bias)                    # (BGK, C1)
+        width = x.shape[1]
+        pooled = x.view(b * g, k, width).amax(dim=1)                         # (BG, C1)
+        conv2, norm2, act2, conv3 = self.second_conv
+        weight = conv2.weight[..., 0]                                        # (C2, 2 C1)
+        local = F.linear(x, weight[:, width:]).view(b * g, k, -1)
+        glob = F.linear(pooled, weight[:, :width], conv2.bias)[:, None]
+        x = act2(norm2((local + glob).reshape(b * g * k, -1)))
+        x = F.linear(x, conv3.weight[..., 0], conv3.bias)
+        return x.view(b * g, k, self.out_channels).amax(dim=1).reshape(b, g, self.out_channels)
 
 
 def mask_coarse_tokens(batch: int, tokens: int, mask_ratio: float,

@@ -293,3 +293,26 @@ def test_drop_path_rises_linearly_over_the_fifteen_blocks():
              for b in stack.blocks]
     assert len(rates) == 15
     assert np.allclose(rates, np.linspace(0, 0.1, 15)) and math.isclose(rates[-1], 0.1)
+
+
+@pytest.mark.parametrize('channels', [3, 32])
+@pytest.mark.parametrize('mode', ['train', 'eval'])
+def test_token_embedding_matches_the_conv1d_formulation(channels, mode):
+    """Upstream's mini-PointNet: Conv1d over (B*G, C, K), the group max concatenated first."""
+    from embodied_vision.layers.point_tokens import TokenEmbed
+    torch.manual_seed(0)
+    embed = TokenEmbed(channels, 48)
+    with torch.no_grad():
+        for m in embed.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+    getattr(embed, mode)()
+    members = torch.randn(3, 20, 8, channels)
+    b, g, k, c = members.shape
+    with torch.no_grad():
+        x = embed.first_conv(members.reshape(b * g, k, c).transpose(1, 2))
+        x = torch.cat([x.amax(dim=2, keepdim=True).expand(-1, -1, k), x], dim=1)
+        want = embed.second_conv(x).amax(dim=2).reshape(b, g, 48)
+        got = embed(members)
+    assert_fp32_close(got, want, embed, what=f'token embedding ({mode})')
