@@ -26,6 +26,7 @@ CORE = TORCH + [
     'matplotlib>=3.7',
     'imageio>=2.34',
     'imageio-ffmpeg>=0.5',
+    'scikit-learn>=1.3',  # the linear-SVM protocol of point-cloud pretraining
 ]
 EXTRAS = {
     # fpsample: the CPU farthest point sampling of layers/point_ops.py (optional there)

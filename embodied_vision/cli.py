@@ -9,12 +9,14 @@
     embodied-vision collect task=PickPlace ...    record expert episodes (hydra overrides)
     embodied-vision view-pairs n=500 size=72 ...  CroCo view pairs from the sim (overrides)
     embodied-vision grids n=200 resolution=64 ... NeRF-MAE radiance grids + labels (overrides)
+    embodied-vision shapes n_per_class=80 ...     ModelNet40/ScanObjectNN-format shapes (overrides)
     embodied-vision train experiment=NAME ...     train (hydra overrides; resumable; --help)
     embodied-vision runs RUN... [--keys K...]     final metrics of finished runs, as a table
     embodied-vision pipeline launch/config/demo.yaml   ROS 2 nodes in one process
     embodied-vision replay BAG --encoder NAME ... embeddings of a rosbag2 image topic
     embodied-vision record ...                    sim runs -> rosbag2
     embodied-vision compare-semantics --arm ...   voxel-labelling mIoU of arms, with intervals
+    embodied-vision eval-svm --arm ... --data ... linear-SVM accuracy of point encoders, intervals
 """
 import argparse
 import importlib
@@ -36,6 +38,8 @@ DELEGATED_COMMANDS = {
                    'render overlapping view pairs for CroCo pretraining (key=value ...)'),
     'grids': ('embodied_vision.sim.radiance_grids:main',
               'render radiance grids + boxes/voxel classes for NeRF-MAE (key=value ...)'),
+    'shapes': ('embodied_vision.sim.shapes:main',
+               'procedural object point clouds, ModelNet40/ScanObjectNN h5 (key=value ...)'),
     'train': ('embodied_vision.scripts.train:main',
               'train an experiment (key=value ...; --help lists experiments and tasks)'),
     'pipeline': ('embodied_vision.ros_nodes.pipeline:main',
@@ -47,6 +51,8 @@ DELEGATED_COMMANDS = {
                  'closed-loop success of saved policies in the sim suite'),
     'compare-semantics': ('embodied_vision.downstream.semantics_compare:main',
                           'voxel-labelling runs side by side, differences with intervals'),
+    'eval-svm': ('embodied_vision.downstream.svm_protocol:main',
+                 'linear-SVM accuracy of point-cloud encoders over seeds, with intervals'),
 }
 
 

@@ -1,0 +1,84 @@
+"""The linear-SVM protocol: features of the first points, the SVM, arms, paired intervals."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from embodied_vision import create_encoder
+from embodied_vision.checkpoints import save_encoder
+from embodied_vision.data.point_clouds import write_modelnet40
+from embodied_vision.downstream.point_svm import extract_features, linear_svm_accuracy
+from embodied_vision.downstream.svm_protocol import accuracy_difference, main, resolve_arm
+from tests.pretrain.test_training_i2p_mae_pretrain import NAMES, _shapes
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp('svm_shapes')
+    rng = np.random.default_rng(1)
+    for split, n in (('train', 24), ('test', 12)):
+        write_modelnet40(root, split, *_shapes(n, rng, points=300), NAMES)
+    return root
+
+
+def test_features_read_only_the_first_points_and_the_svm_scores():
+    torch.manual_seed(0)
+    encoder = create_encoder('i2p_mae_tiny')
+    clouds = np.random.default_rng(0).normal(size=(5, 300, 3)).astype(np.float32)
+    clouds /= np.linalg.norm(clouds, axis=-1).max(axis=1)[:, None, None]
+    first = extract_features(encoder, clouds, 256, batch_size=2)
+    moved = clouds.copy()
+    moved[:, 256:] += 5.0
+    assert first.shape == (5, 64) and np.array_equal(first, extract_features(encoder, moved,
+                                                                             256))
+    assert not np.array_equal(first, extract_features(encoder, clouds[:, 44:], 256))
+    with pytest.raises(ValueError, match='n_points=400 exceeds the 300 stored points'):
+        extract_features(encoder, clouds, 400)
+    x = np.concatenate([np.random.default_rng(1).normal(size=(20, 4)) + 4 * k for k in (0, 1)])
+    y = np.repeat([0, 1], 20)
+    accuracy, predictions = linear_svm_accuracy(x, y, x, y, c=1.0)
+    assert accuracy == 1.0 and np.array_equal(predictions, y)
+    with pytest.raises(ValueError, match='at least 2 classes'):
+        linear_svm_accuracy(x, np.zeros(40), x, y)
+
+
+def test_paired_bootstrap_difference():
+    base = [{'correct': [1, 0, 0, 1, 0, 0, 1, 0]}, {'correct': [1, 0, 1, 1, 0, 0, 0, 0]}]
+    better = [{'correct': [1, 1, 1, 1, 0, 1, 1, 0]}, {'correct': [1, 1, 0, 1, 1, 1, 1, 0]}]
+    diff = accuracy_difference(base, better, resamples=500)
+    assert diff['difference'] == pytest.approx(12 / 16 - 6 / 16)
+    assert diff['low'] <= diff['difference'] <= diff['high'] and diff['p_ahead'] > 0.9
+    same = accuracy_difference(base, base, resamples=200)
+    assert same['difference'] == 0.0 and same['low'] < 0 < same['high']
+    with pytest.raises(ValueError, match='different test clouds'):
+        accuracy_difference(base, [{'correct': [1, 0]}])
+
+
+def test_cli_scores_arms_on_datasets_and_writes_the_report(shapes, tmp_path, capsys):
+    torch.manual_seed(3)
+    export = save_encoder(create_encoder('i2p_mae_tiny'), tmp_path / 'run_s0' / 'encoder')
+    assert resolve_arm('random:i2p_mae_tiny:0,1') == ['random:i2p_mae_tiny:0',
+                                                      'random:i2p_mae_tiny:1']
+    assert resolve_arm(str(tmp_path / 'run_s?' / 'encoder')) == [str(export)]
+    out = tmp_path / 'svm.json'
+    code = main(['--arm', 'random=random:i2p_mae_tiny:0,1', '--arm',
+                 f'trained={tmp_path}/run_s?/encoder', '--data', f'full={shapes}',
+                 '--compare', 'random', 'trained', '--resamples', '100', '--json', str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())['datasets']['full']
+    runs = report['runs']
+    assert len(runs['random']) == 2 and len(runs['trained']) == 1
+    for arm in runs.values():
+        for run in arm:
+            assert len(run['correct']) == 12 and run['accuracy'] == np.mean(run['correct'])
+    # the same seed gives the same random encoder, another seed another one
+    assert runs['random'][0]['source'] != runs['random'][1]['source']
+    diff = report['differences']['trained - random']
+    assert diff['difference'] == pytest.approx(report['arms']['trained']['mean']
+                                               - report['arms']['random']['mean'])
+    assert 'trained - random' in capsys.readouterr().out
+    assert main(['--arm', 'a=random:i2p_mae_tiny:x', '--data', f'full={shapes}']) == 2
+    assert main(['--arm', 'a=random:i2p_mae_tiny:0', '--data', f'full={shapes}',
+                 '--compare', 'a', 'b']) == 2
+    assert main(['--arm', f'a={tmp_path}/none_*', '--data', f'full={shapes}']) == 2
