@@ -105,6 +105,7 @@ setup(
             'planner_node = embodied_vision.ros_nodes.planner_node:main',
             'pair_node = embodied_vision.ros_nodes.pair_node:main',
             'voxel_node = embodied_vision.ros_nodes.voxel_node:main',
+            'point_cloud_node = embodied_vision.ros_nodes.point_cloud_node:main',
         ],
     },
 )

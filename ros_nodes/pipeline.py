@@ -34,6 +34,7 @@ NODE_CLASSES = {
     'planner_node': 'embodied_vision.ros_nodes.planner_node:PlannerNode',
     'pair_node': 'embodied_vision.ros_nodes.pair_node:PairNode',
     'voxel_node': 'embodied_vision.ros_nodes.voxel_node:VoxelNode',
+    'point_cloud_node': 'embodied_vision.ros_nodes.point_cloud_node:PointCloudNode',
 }
 
 

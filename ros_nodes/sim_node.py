@@ -8,6 +8,7 @@ Publishes, per control step, all with the same header stamp (node clock, at rend
 | `<camera>/depth/image_raw` | sensor_msgs/Image `32FC1` | metric planar depth (m) |
 | `<camera>/camera_info` | sensor_msgs/CameraInfo | `K` of `camera_params`, plumb_bob, D = 0 |
 | `<camera>/pose` | geometry_msgs/PoseStamped | camera (optical frame, OpenCV) in `world` |
+| `<camera>/points` | sensor_msgs/PointCloud2 | depth as x, y, z (+ rgb) (`publish_points`) |
 | `ee_pose` | geometry_msgs/PoseStamped | end-effector pose in `world` |
 | `gripper_state` | sensor_msgs/JointState | `gripper_width` (m) |
 | `success` / `stage` / `stage_text` | std_msgs Bool / Int32 / String | task progress |
@@ -39,7 +40,7 @@ from geometry_msgs.msg import PoseStamped
 import numpy as np
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import TransitionCallbackReturn
-from sensor_msgs.msg import CameraInfo, Image, JointState, Joy
+from sensor_msgs.msg import CameraInfo, Image, JointState, Joy, PointCloud2
 from std_msgs.msg import Bool, Header, Int32, String
 from std_srvs.srv import Trigger
 
@@ -50,6 +51,7 @@ from embodied_vision.ros_nodes.conversions import (
 )
 from embodied_vision.ros_nodes.lifecycle_base import ManagedNode, run_node
 from embodied_vision.ros_nodes.parameters import ParamSpec
+from embodied_vision.ros_nodes.pointcloud import numpy_to_pointcloud2
 from embodied_vision.ros_nodes.qos import qos_specs
 
 __all__ = ['SimNode', 'main']
@@ -70,6 +72,13 @@ class SimNode(ManagedNode):
         ParamSpec('image_height', 64, 'rendered image height', low=16, high=4096,
                   read_only=True),
         ParamSpec('depth', True, 'also publish metric depth per camera', read_only=True),
+        ParamSpec('publish_points', False, 'also publish <camera>/points: the depth '
+                  'back-projected in the optical frame (pixels at the far clip dropped)',
+                  read_only=True),
+        ParamSpec('points_color', True, 'the points carry the packed rgb of the colour image',
+                  read_only=True),
+        ParamSpec('points_stride', 1, 'every points_stride-th pixel row and column becomes a '
+                  'point', low=1, high=64, read_only=True),
         ParamSpec('domain', 'sim', "visual domain ('sim' or 'real')", read_only=True),
         ParamSpec('seed', 0, 'episode k is reset with seed + k', low=0, high=2**31 - 1),
         ParamSpec('control_rate', 20.0, 'control steps per second (lockstep: at most)',
@@ -154,6 +163,8 @@ class SimNode(ManagedNode):
             self._pubs[f'{cam}/pose'] = pub(PoseStamped, f'{cam}/pose', qos)
             if self.param('depth'):
                 self._pubs[f'{cam}/depth'] = pub(Image, f'{cam}/depth/image_raw', qos)
+            if self.param('publish_points'):
+                self._pubs[f'{cam}/points'] = pub(PointCloud2, f'{cam}/points', qos)
         self._pubs['ee_pose'] = pub(PoseStamped, 'ee_pose', qos)
         self._pubs['gripper'] = pub(JointState, 'gripper_state', qos)
         self._pubs['success'] = pub(Bool, 'success', qos)
@@ -255,7 +266,8 @@ class SimNode(ManagedNode):
         limit = self.param('max_episode_steps') or None
         return gym.make(env_id(self.param('task')), cameras=tuple(self.param('cameras')),
                         image_size=(self.param('image_height'), self.param('image_width')),
-                        depth=self.param('depth'), domain=self.param('domain'),
+                        depth=self.param('depth') or self.param('publish_points'),
+                        domain=self.param('domain'),
                         max_episode_steps=limit, disable_env_checker=True)
 
     def _loop(self) -> None:
@@ -361,6 +373,8 @@ class SimNode(ManagedNode):
             if self.param('depth'):
                 self._pubs[f'{cam}/depth'].publish(
                     numpy_to_image(obs[f'{cam}/depth'], '32FC1', cam_header))
+            if self.param('publish_points'):
+                self._pubs[f'{cam}/points'].publish(self._points(obs, cam, params, cam_header))
         proprio = np.asarray(obs['proprio'], np.float64)
         pose = PoseStamped(header=header)
         pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = proprio[:3]
@@ -379,6 +393,17 @@ class SimNode(ManagedNode):
             self._pubs['expert'].publish(expert)
         self.accounting.count('published')
         return header.stamp, expert
+
+    def _points(self, obs: dict, cam: str, params: dict, header) -> PointCloud2:
+        """The depth of `cam` back-projected with its K in its optical frame; pixels at the
+        far clip (no surface) are dropped."""
+        from embodied_vision.geometry.pointcloud import depth_to_points
+        far = float(self.env.observation_space[f'{cam}/depth'].high.flat[0])
+        rgb = obs[f'{cam}/rgb'] if self.param('points_color') else None
+        points, colors = depth_to_points(obs[f'{cam}/depth'], params['K'], rgb,
+                                         stride=self.param('points_stride'),
+                                         max_depth=np.nextafter(np.float32(far), 0))
+        return numpy_to_pointcloud2(points, colors, header=header)
 
     def diagnostic_values(self) -> dict[str, str]:
         done = list(self.results)

@@ -19,7 +19,7 @@ LAUNCH = ROOT / 'launch'
 CONFIG = LAUNCH / 'config'
 LAUNCH_FILES = sorted(LAUNCH.glob('*.launch.py'))
 NODE_EXECUTABLES = ('encoder_node', 'sim_node', 'policy_node', 'planner_node', 'pair_node',
-                    'voxel_node')
+                    'voxel_node', 'point_cloud_node')
 
 
 def _name(func) -> str:
@@ -88,7 +88,7 @@ def _parameter_tables():
 def test_launch_files_exist_with_the_launch_py_suffix():
     names = {p.name for p in LAUNCH_FILES}
     assert {'encoder.launch.py', 'sim_policy.launch.py', 'planner.launch.py',
-            'pair.launch.py', 'voxel.launch.py'} <= names
+            'pair.launch.py', 'voxel.launch.py', 'point_cloud.launch.py'} <= names
     assert not list(LAUNCH.glob('*_launch.py'))
 
 

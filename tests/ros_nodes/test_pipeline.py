@@ -84,6 +84,19 @@ def test_lang4sim2real_policy_closes_the_loop(tmp_path, capsys):
     assert counts['published'] >= 12 and counts['rejected'] == 0
 
 
+def test_point_cloud_config_embeds_the_sims_points(tmp_path, capsys):
+    """launch/config/point_cloud.yaml: sim_node's front/points feed point_cloud_node."""
+    summary = tmp_path / 'summary.json'
+    assert main([str(CONFIGS / 'point_cloud.yaml'), '--episodes', '1', '--timeout', '120',
+                 '--json', str(summary), '--set', 'point_cloud_node.encoder_name=i2p_mae_tiny',
+                 '--set', 'sim_node.task=Reach', '--set', 'sim_node.max_episode_steps=8']) == 0
+    nodes = json.loads(summary.read_text())['nodes']
+    counts = nodes['point_cloud_node']['counts']
+    assert counts['published'] >= 1 and counts['rejected'] == 0, counts
+    assert set(nodes['point_cloud_node']['latency_ms']) >= {
+        'convert', 'preprocess', 'sample', 'inference', 'publish', 'total'}
+
+
 def test_overrides_are_parsed_and_checked():
     nodes = {'sim_node': {}, 'policy_node': {}}
     assert parse_overrides(['sim_node.max_episodes=3', 'policy_node.policy_path=a/b',

@@ -14,10 +14,11 @@ from geometry_msgs.msg import PoseStamped  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, JointState, Joy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, JointState, Joy, PointCloud2  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
+from embodied_vision.geometry.pointcloud import depth_to_points  # noqa: E402
 from embodied_vision.policies import OBS_EMBEDDING, OBS_STATE, make_policy  # noqa: E402
 from embodied_vision.policies.bc.training_bc_mlp import train_bc  # noqa: E402
 from embodied_vision.ros_nodes.conversions import (  # noqa: E402
@@ -25,6 +26,7 @@ from embodied_vision.ros_nodes.conversions import (  # noqa: E402
     image_to_numpy,
     numpy_to_image,
 )
+from embodied_vision.ros_nodes.pointcloud import pointcloud2_to_numpy, unpack_rgb  # noqa: E402
 from embodied_vision.ros_nodes.policy_node import PolicyNode  # noqa: E402
 from embodied_vision.ros_nodes.pose_sync import rigid_from_pose  # noqa: E402
 from embodied_vision.ros_nodes.sim_node import SimNode  # noqa: E402
@@ -125,6 +127,44 @@ def test_sim_rejects_bad_actions_and_resets_on_request(sim, probe):
     wait_for(future.done, what='reset response')
     assert future.result().success and 'target' in future.result().message
     assert node.diagnostics.status().values
+
+
+def test_sim_publishes_its_depth_as_points_when_asked(ros_context, spinner, probe, sim,
+                                                      direct_env):
+    assert not [p for p in sim[0].publishers if p.topic_name.endswith('/points')]  # default
+    node = SimNode('points_sim_node', namespace='pts', context=ros_context,
+                   parameter_overrides=_overrides(
+                       task='Reach', cameras=['front'], image_width=64, image_height=64,
+                       seed=SEED, step_mode='lockstep', action_timeout=0.3,
+                       control_rate=200.0, auto_reset=False, depth=False,
+                       publish_points=True))
+    probe.listen(PointCloud2, '/pts/front/points')
+    probe.listen(Image, '/pts/front/image_raw')
+    spinner.add(node)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert not [p for p in node.publishers if p.topic_name.endswith('depth/image_raw')]
+        for topic in ('front/points', 'front/image_raw'):
+            wait_subscribed(node, topic)
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        wait_for(lambda: probe.messages('/pts/front/points') and
+                 probe.messages('/pts/front/image_raw'), what='points and an image')
+        cloud = probe.messages('/pts/front/points')[0]
+        image = probe.messages('/pts/front/image_raw')[0]
+        assert cloud.header == image.header and cloud.header.frame_id == 'front_optical_frame'
+        obs, _ = direct_env.reset(seed=SEED)
+        far = direct_env.observation_space['front/depth'].high.flat[0]
+        params = direct_env.unwrapped.camera_params('front')
+        points, colors = depth_to_points(obs['front/depth'], params['K'], obs['front/rgb'],
+                                         max_depth=np.nextafter(far, 0))
+        assert 0 < len(points) < 64 * 64  # the far clip (no surface) is dropped
+        np.testing.assert_allclose(pointcloud2_to_numpy(cloud), points, atol=1e-6)
+        np.testing.assert_array_equal(unpack_rgb(pointcloud2_to_numpy(cloud, ('rgb',))[:, 0]),
+                                      colors)
+    finally:
+        spinner.remove(node)
+        node.release()
+        node.destroy_node()
 
 
 @pytest.fixture(scope='module')
