@@ -16,7 +16,7 @@ export PYOPENGL_PLATFORM ?= egl
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 .PHONY: demo test lint test-long test-gpu bench install system-deps lock clean eval-mbs \
-	eval-lang4sim2real machine-info test-portability eval-nerf-mae
+	eval-lang4sim2real machine-info test-portability eval-nerf-mae eval-i2p-mae
 
 # Closed loop sim_node + encoder_node + policy_node in one process, then the encoder report.
 demo: $(STAMP)
@@ -297,3 +297,46 @@ eval-nerf-mae: $(STAMP)
 			--arm pretrained=$(NERF_RUN)/semantics_pretrained_$${labels}_s* \
 			--compare random pretrained --json $(NERF_RUN)/semantics_$${labels}.json \
 			|| exit 1; done
+
+# I2P-MAE / Point-M2AE: procedural shapes (full + partial), a small CroCo pretrained on sim
+# views as the frozen 2D guide, both pretraining variants for I2P_SEEDS, the linear-SVM table
+# (random init / Point-M2AE / I2P-MAE, full and partial clouds) and fine-tuning on the partial
+# scans (from scratch / from each pretraining), each with paired bootstrap intervals.
+I2P_RUN ?= runs/i2p_mae_eval
+I2P_PER_CLASS ?= 80
+I2P_GUIDE_STEPS ?= 1500
+I2P_PRE_STEPS ?= 1500
+I2P_FT_STEPS ?= 600
+I2P_SEEDS ?= 0 1 2
+I2P_SEED_LIST ?= 0,1,2
+I2P_TRAIN = $(CLI) train trainer.progress=false
+eval-i2p-mae: $(STAMP)
+	$(CLI) shapes out=$(I2P_RUN)/shapes n_per_class=$(I2P_PER_CLASS) partial=true progress=false
+	$(CLI) view-pairs n=1600 size=64 seed=0 progress=false out=$(I2P_RUN)/pairs.hdf5
+	$(I2P_TRAIN) experiment=croco_pretrain hydra.run.dir=$(I2P_RUN)/guide \
+		task.pairs=[$(I2P_RUN)/pairs.hdf5] task.model_kwargs.img_size=64 \
+		$(addprefix +task.model_kwargs.,$(GEO_ARCH)) task.eval_pairs=128 trainer.batch_size=32 \
+		trainer.max_steps=$(I2P_GUIDE_STEPS) trainer.eval_every=500 optimizer.lr=5e-4 \
+		scheduler.warmup_steps=100
+	for seed in $(I2P_SEEDS); do \
+		$(I2P_TRAIN) experiment=i2p_mae_pretrain task.root=$(I2P_RUN)/shapes seed=$$seed \
+			trainer.max_steps=$(I2P_PRE_STEPS) hydra.run.dir=$(I2P_RUN)/m2ae_s$$seed || exit 1; \
+		$(I2P_TRAIN) experiment=i2p_mae_pretrain task.root=$(I2P_RUN)/shapes seed=$$seed \
+			task.guide=vit task.guide_checkpoint=$(I2P_RUN)/guide/encoder task.image_size=64 \
+			task.splat=3 trainer.max_steps=$(I2P_PRE_STEPS) \
+			hydra.run.dir=$(I2P_RUN)/i2p_s$$seed || exit 1; done
+	$(CLI) eval-svm --arm random=random:i2p_mae_pretrain_small:$(I2P_SEED_LIST) \
+		--arm point_m2ae='$(I2P_RUN)/m2ae_s?/encoder' --arm i2p_mae='$(I2P_RUN)/i2p_s?/encoder' \
+		--data full=$(I2P_RUN)/shapes/modelnet40_ply_hdf5_2048 \
+		--data partial=$(I2P_RUN)/shapes/main_split --compare random point_m2ae \
+		--compare random i2p_mae --compare point_m2ae i2p_mae --json $(I2P_RUN)/svm.json
+	for seed in $(I2P_SEEDS); do for arm in scratch m2ae i2p; do \
+		ckpt=null; [ $$arm != scratch ] && ckpt=$(I2P_RUN)/$${arm}_s$$seed/encoder; \
+		backbone=i2p_mae_small; [ $$arm != scratch ] && backbone=i2p_mae_pretrain_small; \
+		$(I2P_TRAIN) experiment=i2p_mae_finetune task.root=$(I2P_RUN)/shapes seed=$$seed \
+			task.backbone=$$backbone task.backbone_checkpoint=$$ckpt \
+			trainer.max_steps=$(I2P_FT_STEPS) trainer.eval_every=0 \
+			hydra.run.dir=$(I2P_RUN)/finetune_$${arm}_s$$seed || exit 1; done; done
+	$(CLI) compare-accuracy --arm scratch='$(I2P_RUN)/finetune_scratch_s?' \
+		--arm point_m2ae='$(I2P_RUN)/finetune_m2ae_s?' --arm i2p_mae='$(I2P_RUN)/finetune_i2p_s?' \
+		--compare scratch point_m2ae --compare scratch i2p_mae --json $(I2P_RUN)/finetune.json

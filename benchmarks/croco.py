@@ -23,13 +23,13 @@ import os
 from pathlib import Path
 import platform
 import statistics
-import time
 
 import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
 from embodied_vision import create_encoder
+from embodied_vision.deploy.bench import interleaved
 from embodied_vision.layers.masking import masked_mse_loss, random_mask
 
 OFFICIAL_MS = {'encoder b1': 473.0, 'pretrain forward b1': 699.0, 'train step b4': 9600.0}
@@ -191,15 +191,8 @@ def _patchify(img):
 
 
 def _interleaved(fns: dict, iterations: int, warmup: int = 1) -> dict:
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(iterations):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    """Best and median ms of each fn (`deploy.bench.interleaved`)."""
+    times = interleaved(fns, iterations, warmup)
     out = {name: min(t) * 1e3 for name, t in times.items()}
     out.update({f'{name}_median': statistics.median(t) * 1e3 for name, t in times.items()})
     return out

@@ -23,12 +23,11 @@ import argparse
 import json
 from pathlib import Path
 import platform
-import statistics
-import time
 
 import torch
 
 from embodied_vision import create_encoder
+from embodied_vision.deploy.bench import interleaved, side_by_side
 from embodied_vision.layers.point_ops import farthest_point_sample
 from embodied_vision.layers.point_tokens import PointGroups, propagate_visibility
 from embodied_vision.layers.point_transformer import MASK_VALUE
@@ -165,19 +164,6 @@ def baseline_pretrain_loss(model, points, coarse_visible):
 
 
 # ----------------------------------------------------------------------------- timing
-def _interleaved(fns: dict, iterations: int) -> dict:
-    for fn in fns.values():
-        fn()  # warm-up
-    times = {name: [] for name in fns}
-    for _ in range(iterations):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: {'median_s': statistics.median(t), 'best_s': min(t)}
-            for name, t in times.items()}
-
-
 def _points(batch: int, seed: int = 0) -> torch.Tensor:
     x = torch.randn(batch, 2048, 3, generator=torch.Generator().manual_seed(seed))
     x = x * torch.tensor([1.0, 0.5, 0.7])  # an ellipsoid's proportions
@@ -194,9 +180,9 @@ def rows(batches: list[int], iterations: int, train_batch: int) -> list[dict]:
         points = _points(batch)
         with torch.inference_mode():
             diff = float((baseline_embedding(base, points) - ours(points)).abs().max())
-            result = _interleaved({'baseline': lambda x=points: baseline_embedding(base, x),
+            result = interleaved({'baseline': lambda x=points: baseline_embedding(base, x),
                                    'ours': lambda x=points: ours(x)}, iterations)
-        out.append({'row': f'encoder forward 2048 pts b{batch}', **_pair(result),
+        out.append({'row': f'encoder forward 2048 pts b{batch}', **side_by_side(result),
                     'max_abs_diff': diff})
     points = _points(train_batch, seed=1)
     scales = ours.group(points)
@@ -216,22 +202,15 @@ def rows(batches: list[int], iterations: int, train_batch: int) -> list[dict]:
         loss.backward()
         optimizer.step()
 
-    result = _interleaved({
+    result = interleaved({
         'baseline': lambda: step(base, opt_b,
                                  lambda: baseline_pretrain_loss(base, points, coarse)[0]),
         'ours': lambda: step(ours, opt_o,
                              lambda: ours.forward_loss(points, visible=visible)[0])},
         iterations)
-    out.append({'row': f'pretrain step 2048 pts b{train_batch}', **_pair(result),
+    out.append({'row': f'pretrain step 2048 pts b{train_batch}', **side_by_side(result),
                 'max_abs_diff': diff})
     return out
-
-
-def _pair(result: dict) -> dict:
-    b, o = result['baseline'], result['ours']
-    return {'baseline_ms': 1e3 * b['median_s'], 'ours_ms': 1e3 * o['median_s'],
-            'baseline_best_ms': 1e3 * b['best_s'], 'ours_best_ms': 1e3 * o['best_s'],
-            'speedup': b['median_s'] / o['median_s']}
 
 
 def main() -> None:

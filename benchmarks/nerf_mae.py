@@ -26,15 +26,14 @@ from pathlib import Path
 import platform
 import random
 import resource
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 
 from embodied_vision import create_encoder
+from embodied_vision.deploy.bench import interleaved, side_by_side
 
 
 # ------------------------------------------------------------ upstream-style baseline
@@ -134,19 +133,6 @@ def _child(row: str, variant: str, size: int) -> None:
     print(max(peak - before, 0.0))
 
 
-def _interleaved(fns: dict, iterations: int) -> dict:
-    for fn in fns.values():
-        fn()  # warm-up: allocations, oneDNN primitives
-    times = {name: [] for name in fns}
-    for _ in range(iterations):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: {'median_s': statistics.median(t), 'best_s': min(t)}
-            for name, t in times.items()}
-
-
 def _models(size: int):
     torch.manual_seed(0)
     ours = create_encoder('nerf_mae_pretrain_swin_s', resolution=size).eval()
@@ -227,8 +213,8 @@ def bench_size(size: int, iterations: int, train: bool, memory: bool) -> list[di
     for row, fns in _row_functions(size).items():
         if row.startswith('train') and not train:
             continue
-        result = _interleaved(fns, iterations)
-        entry = {'row': row, **_pair(result)}
+        result = interleaved(fns, iterations)
+        entry = {'row': row, **side_by_side(result)}
         if row.startswith('pretrain'):
             entry['max_abs_diff'] = agreement(size)
         if memory:
@@ -236,13 +222,6 @@ def bench_size(size: int, iterations: int, train: bool, memory: bool) -> list[di
                 entry[f'{variant}_peak_mib'] = peak_memory(row, variant, size)
         rows.append(entry)
     return rows
-
-
-def _pair(result: dict) -> dict:
-    b, o = result['baseline'], result['ours']
-    return {'baseline_ms': 1e3 * b['median_s'], 'ours_ms': 1e3 * o['median_s'],
-            'baseline_best_ms': 1e3 * b['best_s'], 'ours_best_ms': 1e3 * o['best_s'],
-            'speedup': b['median_s'] / o['median_s']}
 
 
 def main() -> None:

@@ -54,11 +54,11 @@ from importlib import metadata
 import math
 import platform
 import statistics
-import time
 
 import numpy as np
 import torch
 
+from embodied_vision.deploy.bench import interleaved
 from embodied_vision.layers.point_ops import farthest_point_sample, gather_points, knn
 
 try:
@@ -204,17 +204,9 @@ def stage_inputs(clouds: torch.Tensor, groups: tuple) -> list:
 
 
 # ---------------------------------------------------------------------------- timing
-def interleaved(fns: dict, iterations: int) -> dict:
+def median_ms(fns: dict, iterations: int) -> dict:
     """Median ms of each fn, all warmed up once and then called in turn."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(iterations):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+    return {name: statistics.median(t) * 1e3 for name, t in interleaved(fns, iterations).items()}
 
 
 def identical(ours: torch.Tensor, other: torch.Tensor) -> int:
@@ -252,7 +244,7 @@ def bench_fps(args, groups):
             fns = {'ours': lambda p=points, g=g: farthest_point_sample(p, g, backend='torch')}
             fns.update({name: (lambda fn=fn, p=points, g=g: fn(p, g))
                         for name, (fn, _) in others.items()})
-            ms = interleaved(fns, args.iterations)
+            ms = median_ms(fns, args.iterations)
             op = f'fps {points.shape[1]}->{g}'
             for name in others:
                 _row(op, batch, ms['ours'], name, ms[name], checks[stage][name])
@@ -280,7 +272,7 @@ def bench_knn(args, groups):
             fns = {'ours': lambda c=centers, s=source, k=k: knn(c, s, k)}
             fns.update({name: (lambda fn=fn, c=centers, s=source, k=k: fn(c, s, k))
                         for name, fn in others.items()})
-            ms = interleaved(fns, args.iterations)
+            ms = median_ms(fns, args.iterations)
             op = f'knn {g}x{source.shape[1]} k{k}'
             for name in others:
                 _row(op, batch, ms['ours'], name, ms[name], checks[stage][name])

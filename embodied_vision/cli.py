@@ -17,6 +17,7 @@
     embodied-vision record ...                    sim runs -> rosbag2
     embodied-vision compare-semantics --arm ...   voxel-labelling mIoU of arms, with intervals
     embodied-vision eval-svm --arm ... --data ... linear-SVM accuracy of point encoders, intervals
+    embodied-vision compare-accuracy --arm ...    fine-tuned classifiers' accuracy, with intervals
 """
 import argparse
 import importlib
@@ -53,6 +54,8 @@ DELEGATED_COMMANDS = {
                           'voxel-labelling runs side by side, differences with intervals'),
     'eval-svm': ('embodied_vision.downstream.svm_protocol:main',
                  'linear-SVM accuracy of point-cloud encoders over seeds, with intervals'),
+    'compare-accuracy': ('embodied_vision.downstream.svm_protocol:compare_main',
+                         'fine-tuned point classifiers side by side, differences with intervals'),
 }
 
 

@@ -164,11 +164,7 @@ class EncoderNode(ManagedNode):
             self.destroy_lifecycle_publisher(self._publisher)
             self._publisher = None
         if self.model is not None:
-            cuda = str(self.model.device).startswith('cuda')
-            self.model = None
-            if cuda:
-                import torch
-                torch.cuda.empty_cache()
+            self.drop_model(str(self.model.device).startswith('cuda'))
 
     # ----------------------------------------------------------------------- data path
     def _on_image(self, msg: Image) -> None:

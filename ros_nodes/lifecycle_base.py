@@ -108,6 +108,19 @@ class ManagedNode(LifecycleNode):
             self.destroy_subscription(subscription)
         return []
 
+    def drop_publishers(self, publishers: dict) -> dict:
+        """Destroy the lifecycle publishers in `publishers`; returns the empty dict."""
+        for publisher in publishers.values():
+            self.destroy_lifecycle_publisher(publisher)
+        return {}
+
+    def drop_model(self, on_cuda: bool) -> None:
+        """Forget `self.model`; return the CUDA allocator's cached memory if it was there."""
+        self.model = None
+        if on_cuda:
+            import torch
+            torch.cuda.empty_cache()
+
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         self.release()
         return TransitionCallbackReturn.SUCCESS

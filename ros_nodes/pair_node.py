@@ -209,15 +209,9 @@ class PairNode(ManagedNode):
 
     def release(self) -> None:
         self._stop()
-        for publisher in self._outputs.values():
-            self.destroy_lifecycle_publisher(publisher)
-        self._outputs = {}
+        self._outputs = self.drop_publishers(self._outputs)
         if self.model is not None:
-            cuda = self._device is not None and self._device.type == 'cuda'
-            self.model = None
-            if cuda:
-                import torch
-                torch.cuda.empty_cache()
+            self.drop_model(self._device is not None and self._device.type == 'cuda')
 
     # ----------------------------------------------------------------------- inputs
     def _on_view1(self, msg: Image) -> None:

@@ -323,16 +323,10 @@ class PointCloudNode(ManagedNode):
 
     def release(self) -> None:
         self._stop()
-        for publisher in self._outputs.values():
-            self.destroy_lifecycle_publisher(publisher)
-        self._outputs = {}
+        self._outputs = self.drop_publishers(self._outputs)
         self.classifier = None
         if self.model is not None:
-            cuda = str(self.model.device).startswith('cuda')
-            self.model = None
-            if cuda:
-                import torch
-                torch.cuda.empty_cache()
+            self.drop_model(str(self.model.device).startswith('cuda'))
 
     # ----------------------------------------------------------------------- inputs
     def _on_cloud(self, msg: PointCloud2) -> None:

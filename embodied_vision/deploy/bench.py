@@ -14,8 +14,8 @@ import time
 
 import torch
 
-__all__ = ['Latency', 'measure_latency', 'benchmark_encoder', 'format_table', 'count_flops',
-           'matmul_peak_gflops']
+__all__ = ['Latency', 'benchmark_encoder', 'count_flops', 'format_table', 'interleaved',
+           'matmul_peak_gflops', 'measure_latency', 'side_by_side']
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,31 @@ def measure_latency(fn: Callable, inputs: Sequence[torch.Tensor], warmup: int = 
                     device: str = 'cpu') -> Latency:
     """Time `fn(*inputs)`: `warmup` untimed calls, then at least `iterations` timed ones."""
     return _latency(_timed_calls(fn, inputs, warmup, iterations, min_seconds, device))
+
+
+def interleaved(fns: dict[str, Callable[[], object]], iterations: int,
+                warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each of `fns`, which take turns (`warmup` untimed calls each
+    first), so a load change on a shared machine hits every side rather than one."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(iterations):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def side_by_side(times: dict[str, list[float]], baseline: str = 'baseline',
+                 ours: str = 'ours') -> dict:
+    """Median and best ms of two sides of `interleaved` and the median speed-up."""
+    b, o = times[baseline], times[ours]
+    return {f'{baseline}_ms': 1e3 * statistics.median(b), f'{ours}_ms': 1e3 * statistics.median(o),
+            f'{baseline}_best_ms': 1e3 * min(b), f'{ours}_best_ms': 1e3 * min(o),
+            'speedup': statistics.median(b) / statistics.median(o)}
 
 
 def count_flops(fn: Callable, inputs: Sequence[torch.Tensor]) -> int:

@@ -1,5 +1,6 @@
 """`embodied-vision eval-svm`: the linear-SVM protocol over arms of encoders and datasets,
-with paired two-level bootstrap intervals on the accuracy differences.
+with paired two-level bootstrap intervals on the accuracy differences; `embodied-vision
+compare-accuracy` does the same for fine-tuning runs (`classification_eval.json`).
 
 An arm is a list of encoders (one per pretraining seed): our exports (`encoder/` folders,
 globs allowed) or `random:<registry name>:<seed>[,<seed>...]` for random init. A dataset is
@@ -29,7 +30,8 @@ from embodied_vision.data.point_clouds import read_point_cloud_split
 from embodied_vision.downstream.point_svm import SVM_C, extract_features, linear_svm_accuracy
 from embodied_vision.encoders import create_encoder, load_encoder
 
-__all__ = ['accuracy_difference', 'evaluate_arms', 'main', 'resolve_arm']
+__all__ = ['accuracy_difference', 'compare_main', 'evaluate_arms', 'load_classification_runs',
+           'main', 'resolve_arm']
 
 _RANDOM = 'random:'
 
@@ -111,6 +113,62 @@ def _summary(runs: list[dict]) -> dict:
     values = [run['accuracy'] for run in runs]
     return {'values': values, 'mean': float(np.mean(values)),
             'std': float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+
+
+def load_classification_runs(spec: str) -> list[dict]:
+    """The `classification_eval.json` of each run folder a glob names (fine-tuning runs of
+    `experiment=i2p_mae_finetune`), as `{'source', 'accuracy', 'correct'}`."""
+    from embodied_vision.downstream.training_point_classification import EVAL_FILE
+    runs = []
+    for folder in sorted(glob.glob(spec)) or [spec]:
+        file = Path(folder) / EVAL_FILE
+        if not file.is_file():
+            raise FileNotFoundError(f'{folder}: no {EVAL_FILE} (written when a '
+                                    'point_classification run finishes)')
+        report = json.loads(file.read_text())
+        runs.append({'source': folder, 'accuracy': report['accuracy'],
+                     'correct': report['correct'], 'labels': report['labels']})
+    if any(run['labels'] != runs[0]['labels'] for run in runs):
+        raise ValueError(f'{spec}: the runs were scored on different test clouds')
+    return runs
+
+
+def compare_main(argv: list[str] | None = None) -> int:
+    """`embodied-vision compare-accuracy`: fine-tuning runs' test accuracy per arm over seeds,
+    and paired two-level bootstrap differences."""
+    parser = argparse.ArgumentParser(prog='embodied-vision compare-accuracy',
+                                     description=compare_main.__doc__.splitlines()[0])
+    parser.add_argument('--arm', action='append', required=True, metavar='NAME=RUN_GLOB')
+    parser.add_argument('--compare', nargs=2, action='append', default=[],
+                        metavar=('BASELINE', 'TREATMENT'))
+    parser.add_argument('--resamples', type=int, default=2000)
+    parser.add_argument('--json', type=Path)
+    args = parser.parse_args(argv)
+    try:
+        arms = {}
+        for spec in args.arm:
+            name, sep, runs = spec.partition('=')
+            if not sep or not name:
+                raise ValueError(f'--arm {spec!r}: expected NAME=RUN_GLOB')
+            arms[name] = load_classification_runs(runs)
+        unknown = sorted({a for pair in args.compare for a in pair} - set(arms))
+        if unknown:
+            raise ValueError(f'--compare names unknown arms {unknown}; arms: {sorted(arms)}')
+        report = {'arms': {a: _summary(runs) for a, runs in arms.items()}, 'differences': {}}
+        for base, treat in args.compare:
+            report['differences'][f'{treat} - {base}'] = accuracy_difference(
+                arms[base], arms[treat], args.resamples)
+    except (ValueError, FileNotFoundError) as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    for arm, summary in report['arms'].items():
+        values = ', '.join(f'{v:.3f}' for v in summary['values'])
+        print(f'{arm:16} {summary["mean"]:.3f} ± {summary["std"]:.3f}  [{values}]')
+    for name, diff in report['differences'].items():
+        print(f'{name}: {diff["difference"]:+.3f} [{diff["low"]:+.3f}, {diff["high"]:+.3f}]')
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + '\n')
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

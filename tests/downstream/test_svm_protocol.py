@@ -82,3 +82,29 @@ def test_cli_scores_arms_on_datasets_and_writes_the_report(shapes, tmp_path, cap
     assert main(['--arm', 'a=random:i2p_mae_tiny:0', '--data', f'full={shapes}',
                  '--compare', 'a', 'b']) == 2
     assert main(['--arm', f'a={tmp_path}/none_*', '--data', f'full={shapes}']) == 2
+
+
+def test_compare_accuracy_reads_fine_tuning_runs(tmp_path, capsys):
+    from embodied_vision.downstream.svm_protocol import compare_main
+    from embodied_vision.downstream.training_point_classification import EVAL_FILE
+    labels = [0, 1, 2, 0, 1, 2]
+    for arm, rows in (('scratch', [[1, 0, 0, 1, 0, 0], [0, 1, 0, 1, 0, 0]]),
+                      ('pre', [[1, 1, 1, 1, 0, 1], [1, 1, 0, 1, 1, 1]])):
+        for seed, correct in enumerate(rows):
+            run = tmp_path / f'{arm}_s{seed}'
+            run.mkdir()
+            (run / EVAL_FILE).write_text(json.dumps({'labels': labels, 'correct': correct,
+                                                     'accuracy': float(np.mean(correct))}))
+    out = tmp_path / 'cmp.json'
+    assert compare_main(['--arm', f'scratch={tmp_path}/scratch_s?', '--arm',
+                         f'pre={tmp_path}/pre_s?', '--compare', 'scratch', 'pre',
+                         '--resamples', '200', '--json', str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report['arms']['pre']['values'] == [5 / 6, 5 / 6]
+    assert report['differences']['pre - scratch']['difference'] == pytest.approx(10 / 12 - 4 / 12)
+    assert 'pre - scratch: +0.500' in capsys.readouterr().out
+    assert compare_main(['--arm', f'x={tmp_path}/missing_s?']) == 2
+    other = tmp_path / 'pre_s9'
+    other.mkdir()
+    (other / EVAL_FILE).write_text(json.dumps({'labels': [0], 'correct': [1], 'accuracy': 1.0}))
+    assert compare_main(['--arm', f'pre={tmp_path}/pre_s?']) == 2

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from benchmarks.i2p_mae import baseline_encoder
 from embodied_vision.encoders import create_encoder
 from embodied_vision.encoders.i2p_mae import I2PMAE, PRESETS, I2PMAEEncoder, model_kwargs
 from embodied_vision.layers.point_ops import farthest_point_sample
@@ -15,7 +16,6 @@ from embodied_vision.layers.point_tokens import (
     mask_coarse_tokens,
     propagate_visibility,
 )
-from embodied_vision.layers.point_transformer import MASK_VALUE
 from tests.numerics import assert_fp32_close
 
 TINY = dict(PRESETS['tiny'])
@@ -97,48 +97,9 @@ def test_saliency_keeps_salient_tokens_visible():
 
 
 # ------------------------------------------------- encoder vs an upstream-style loop
-def _explicit_block(block, x, mask):
-    """A ViT block with softmax(q k^T scale + mask * -1e5) v written out (upstream)."""
-    h = block.norm1(x)
-    b, n, c = h.shape
-    heads = block.attn.num_heads
-    q, k, v = block.attn.qkv(h).reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
-    attn = (q @ k.transpose(-2, -1)) * (c // heads) ** -0.5 + mask[:, None] * MASK_VALUE
-    x = x + block.attn.proj((attn.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c))
-    return x + block.mlp(block.norm2(x))
-
-
-def _reference_encoder(h, scales, visible):
-    """Per-sample packing with a (B, L, L) mask of ones outside the visible block."""
-    outputs, full = [], None
-    for i, groups in enumerate(scales):
-        if i == 0:
-            tokens = h.token_embed[0](groups.neighborhood)
-        else:
-            b, g1, c = full.shape
-            flat = full.reshape(b * g1, c)[groups.flat_index.reshape(-1)]
-            tokens = h.token_embed[i](flat.reshape(b, -1, groups.index.shape[2], c))
-        vis = visible[i]
-        count = vis.sum(1)
-        length = int(count.max())
-        b, _, c = tokens.shape
-        x = torch.zeros(b, length, c)
-        centers = torch.zeros(b, length, 3)
-        mask = torch.ones(b, length, length)
-        for s in range(b):
-            n = int(count[s])
-            x[s, :n] = tokens[s][vis[s]]
-            centers[s, :n] = groups.centers[s][vis[s]]
-            mask[s, :n, :n] = 0
-        pos = h.encoder_pos_embeds[i](centers)
-        for block in h.encoder_blocks[i].blocks:
-            x = _explicit_block(block, x + pos, mask)
-        valid = ~mask[:, :, 0].bool()
-        outputs.append((h.encoder_norms[i](x), valid))
-        tokens = tokens.clone()
-        tokens[vis] = x[valid]
-        full = tokens
-    return outputs
+# the benchmark's baseline: per-sample packing with a (B, L, L) mask of ones outside the
+# visible block, softmax(q k^T scale + mask * -1e5) v written out, boolean write-back
+_reference_encoder = baseline_encoder
 
 
 @pytest.mark.parametrize('pack', [True, False])
