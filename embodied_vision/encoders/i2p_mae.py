@@ -266,7 +266,8 @@ class I2PMAE(I2PMAEEncoder):
     def forward_pretrain(self, points: torch.Tensor, saliency: torch.Tensor | None = None,
                          visible: list[torch.Tensor] | None = None,
                          scales: list[PointGroups] | None = None,
-                         generator: torch.Generator | None = None) -> dict:
+                         generator: torch.Generator | None = None,
+                         predict_2d: bool = True) -> dict:
         """Masked encoding and decoding of `points (B, N, 3)`.
 
         Args:
@@ -275,10 +276,13 @@ class I2PMAE(I2PMAEEncoder):
             visible: per-scale masks to replay instead of drawing them.
             scales: the groups, when the caller has computed them (e.g. for 2D targets).
             generator: random generator for the masking.
+            predict_2d: run `rec_head_2d` (off for Point-M2AE, whose loss does not read it:
+                the head is most of the step's work at 512-d features).
 
         Returns:
             `scales`, `visible`, `pred_3d (B, G_1, K_1, 3)` member offsets and
-            `pred_2d (B, G_1, K_1, 3 * image_feature_dim)`, for every scale-1 token.
+            `pred_2d (B, G_1, K_1, 3 * image_feature_dim)` (None without `predict_2d`), for
+            every scale-1 token.
         """
         scales = self.group(points) if scales is None else scales
         if visible is None:
@@ -287,7 +291,8 @@ class I2PMAE(I2PMAEEncoder):
         x = self.decode(scales, encoded).transpose(1, 2)
         b, g, k = x.shape[0], x.shape[2], self.group_sizes[1]
         pred_3d = self.rec_head_3d(x).transpose(1, 2).reshape(b, g, k, 3)
-        pred_2d = self.rec_head_2d(x).transpose(1, 2).reshape(b, g, k, -1)
+        pred_2d = self.rec_head_2d(x).transpose(1, 2).reshape(b, g, k, -1) if predict_2d \
+            else None
         return {'scales': scales, 'visible': visible, 'pred_3d': pred_3d, 'pred_2d': pred_2d}
 
     def forward_loss(self, points: torch.Tensor, guide=None,
@@ -307,12 +312,12 @@ class I2PMAE(I2PMAEEncoder):
         scales = self.group(points)
         signals = None if guide is None else guide.signals(points, scales)
         out = self.forward_pretrain(points, None if signals is None else signals.saliency,
-                                    visible, scales, generator)
+                                    visible, scales, generator, predict_2d=signals is not None)
         shown = out['visible'][1]
         hidden = ~shown
         loss_3d = chamfer_l2(out['pred_3d'][hidden], scales[1].neighborhood[hidden]) \
             if hidden.any() else out['pred_3d'].sum() * 0.0
-        loss_2d = out['pred_2d'].sum() * 0.0
+        loss_2d = out['pred_3d'].sum() * 0.0
         if signals is not None and shown.any():
             loss_2d = F.mse_loss(out['pred_2d'][shown], signals.targets[shown])
         out.update(loss_3d=loss_3d, loss_2d=loss_2d, signals=signals)

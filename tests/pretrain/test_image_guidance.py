@@ -133,6 +133,7 @@ def test_signals_and_losses_of_both_variants():
     want = chamfer_l2(out['pred_3d'][hidden], scales[1].neighborhood[hidden])
     torch.testing.assert_close(out['loss_3d'], want)
     assert float(out['loss_2d'].detach()) == 0.0 and torch.equal(loss, out['loss_3d'])
+    assert out['pred_2d'] is None  # the 2D head is not run when nothing reads it
     loss, out = model.forward_loss(points, guide=guide, visible=visible)  # I2P-MAE
     shown = visible[1]
     want_2d = F.mse_loss(out['pred_2d'][shown], out['signals'].targets[shown])
