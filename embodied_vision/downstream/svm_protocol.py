@@ -133,6 +133,32 @@ def load_classification_runs(spec: str) -> list[dict]:
     return runs
 
 
+def _named(specs: list[str], flag: str, value: str) -> list[tuple[str, str]]:
+    """`NAME=VALUE` command-line entries as pairs; ValueError naming a malformed one."""
+    pairs = []
+    for spec in specs:
+        name, sep, rest = spec.partition('=')
+        if not sep or not name:
+            raise ValueError(f'{flag} {spec!r}: expected NAME={value}')
+        pairs.append((name, rest))
+    return pairs
+
+
+def _check_compared(compare: list, arms: dict) -> None:
+    unknown = sorted({a for pair in compare for a in pair} - set(arms))
+    if unknown:
+        raise ValueError(f'--compare names unknown arms {unknown}; arms: {sorted(arms)}')
+
+
+def _print_arms(summaries: dict, differences: dict, indent: str = '') -> None:
+    for arm, summary in summaries.items():
+        values = ', '.join(f'{v:.3f}' for v in summary['values'])
+        print(f'{indent}{arm:16} {summary["mean"]:.3f} ± {summary["std"]:.3f}  [{values}]')
+    for name, diff in differences.items():
+        print(f'{indent}{name}: {diff["difference"]:+.3f} '
+              f'[{diff["low"]:+.3f}, {diff["high"]:+.3f}]')
+
+
 def compare_main(argv: list[str] | None = None) -> int:
     """`embodied-vision compare-accuracy`: fine-tuning runs' test accuracy per arm over seeds,
     and paired two-level bootstrap differences."""
@@ -145,15 +171,9 @@ def compare_main(argv: list[str] | None = None) -> int:
     parser.add_argument('--json', type=Path)
     args = parser.parse_args(argv)
     try:
-        arms = {}
-        for spec in args.arm:
-            name, sep, runs = spec.partition('=')
-            if not sep or not name:
-                raise ValueError(f'--arm {spec!r}: expected NAME=RUN_GLOB')
-            arms[name] = load_classification_runs(runs)
-        unknown = sorted({a for pair in args.compare for a in pair} - set(arms))
-        if unknown:
-            raise ValueError(f'--compare names unknown arms {unknown}; arms: {sorted(arms)}')
+        arms = {name: load_classification_runs(runs)
+                for name, runs in _named(args.arm, '--arm', 'RUN_GLOB')}
+        _check_compared(args.compare, arms)
         report = {'arms': {a: _summary(runs) for a, runs in arms.items()}, 'differences': {}}
         for base, treat in args.compare:
             report['differences'][f'{treat} - {base}'] = accuracy_difference(
@@ -161,11 +181,7 @@ def compare_main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
-    for arm, summary in report['arms'].items():
-        values = ', '.join(f'{v:.3f}' for v in summary['values'])
-        print(f'{arm:16} {summary["mean"]:.3f} ± {summary["std"]:.3f}  [{values}]')
-    for name, diff in report['differences'].items():
-        print(f'{name}: {diff["difference"]:+.3f} [{diff["low"]:+.3f}, {diff["high"]:+.3f}]')
+    _print_arms(report['arms'], report['differences'])
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + '\n')
     return 0
@@ -185,20 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         arms = {}
-        for spec in args.arm:
-            name, sep, sources = spec.partition('=')
-            if not sep or not name:
-                raise ValueError(f'--arm {spec!r}: expected NAME=SOURCES')
+        for name, sources in _named(args.arm, '--arm', 'SOURCES'):
             arms.setdefault(name, []).extend(resolve_arm(sources))
-        datasets = {}
-        for spec in args.data:
-            name, sep, root = spec.partition('=')
-            if not sep or not name:
-                raise ValueError(f'--data {spec!r}: expected NAME=ROOT')
-            datasets[name] = root
-        unknown = sorted({a for pair in args.compare for a in pair} - set(arms))
-        if unknown:
-            raise ValueError(f'--compare names unknown arms {unknown}; arms: {sorted(arms)}')
+        datasets = dict(_named(args.data, '--data', 'ROOT'))
+        _check_compared(args.compare, arms)
         results = evaluate_arms(arms, datasets, args.c)
     except (ValueError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr)
@@ -207,16 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, result in results.items():
         entry = {'arms': {a: _summary(runs) for a, runs in result['arms'].items()},
                  'differences': {}}
-        print(f'{name} ({result["layout"]}, {len(result["labels"])} test clouds)')
-        for arm, summary in entry['arms'].items():
-            values = ', '.join(f'{v:.3f}' for v in summary['values'])
-            print(f'  {arm:16} {summary["mean"]:.3f} ± {summary["std"]:.3f}  [{values}]')
         for base, treat in args.compare:
-            diff = accuracy_difference(result['arms'][base], result['arms'][treat],
-                                       args.resamples)
-            entry['differences'][f'{treat} - {base}'] = diff
-            print(f'  {treat} - {base}: {diff["difference"]:+.3f} '
-                  f'[{diff["low"]:+.3f}, {diff["high"]:+.3f}]')
+            entry['differences'][f'{treat} - {base}'] = accuracy_difference(
+                result['arms'][base], result['arms'][treat], args.resamples)
+        print(f'{name} ({result["layout"]}, {len(result["labels"])} test clouds)')
+        _print_arms(entry['arms'], entry['differences'], indent='  ')
         entry['runs'] = result['arms']
         report['datasets'][name] = entry
     if args.json:
