@@ -301,12 +301,18 @@ eval-nerf-mae: $(STAMP)
 # I2P-MAE / Point-M2AE: procedural shapes (full + partial), a small CroCo pretrained on sim
 # views as the frozen 2D guide, both pretraining variants for I2P_SEEDS, the linear-SVM table
 # (random init / Point-M2AE / I2P-MAE, full and partial clouds) and fine-tuning on the partial
-# scans (from scratch / from each pretraining), each with paired bootstrap intervals.
+# scans (from scratch / from each pretraining), each with paired bootstrap intervals; the SVM
+# also scores the 2D guide on its own depth-view features (what the student could learn).
+# CPU size: the tiny preset (256 points; ~0.6 s per pretraining step at batch 32 on 2 cores;
+# small is ~4 s): ~97 min on 2 cores (shapes 1 min, guide + 6 pretrainings 24 min, SVM 2 min,
+# 9 fine-tunings 66 min). I2P_SIZE=small for the larger model.
 I2P_RUN ?= runs/i2p_mae_eval
-I2P_PER_CLASS ?= 80
-I2P_GUIDE_STEPS ?= 1500
-I2P_PRE_STEPS ?= 1500
-I2P_FT_STEPS ?= 600
+I2P_SIZE ?= tiny
+I2P_POINTS = $(if $(filter tiny,$(I2P_SIZE)),256,1024)
+I2P_PER_CLASS ?= 60
+I2P_GUIDE_STEPS ?= 300
+I2P_PRE_STEPS ?= 300
+I2P_FT_STEPS ?= 200
 I2P_SEEDS ?= 0 1 2
 I2P_SEED_LIST ?= 0,1,2
 I2P_TRAIN = $(CLI) train trainer.progress=false
@@ -320,19 +326,23 @@ eval-i2p-mae: $(STAMP)
 		scheduler.warmup_steps=100
 	for seed in $(I2P_SEEDS); do \
 		$(I2P_TRAIN) experiment=i2p_mae_pretrain task.root=$(I2P_RUN)/shapes seed=$$seed \
+			task.model=i2p_mae_pretrain_$(I2P_SIZE) trainer.eval_every=$(I2P_PRE_STEPS) \
 			trainer.max_steps=$(I2P_PRE_STEPS) hydra.run.dir=$(I2P_RUN)/m2ae_s$$seed || exit 1; \
 		$(I2P_TRAIN) experiment=i2p_mae_pretrain task.root=$(I2P_RUN)/shapes seed=$$seed \
 			task.guide=vit task.guide_checkpoint=$(I2P_RUN)/guide/encoder task.image_size=64 \
-			task.splat=3 trainer.max_steps=$(I2P_PRE_STEPS) \
+			task.splat=3 trainer.max_steps=$(I2P_PRE_STEPS) task.model=i2p_mae_pretrain_$(I2P_SIZE) \
+			trainer.eval_every=$(I2P_PRE_STEPS) \
 			hydra.run.dir=$(I2P_RUN)/i2p_s$$seed || exit 1; done
-	$(CLI) eval-svm --arm random=random:i2p_mae_pretrain_small:$(I2P_SEED_LIST) \
+	$(CLI) eval-svm --arm random=random:i2p_mae_pretrain_$(I2P_SIZE):$(I2P_SEED_LIST) \
 		--arm point_m2ae='$(I2P_RUN)/m2ae_s?/encoder' --arm i2p_mae='$(I2P_RUN)/i2p_s?/encoder' \
+		--arm croco_guide=guide:$(I2P_RUN)/guide/encoder:64:3:$(I2P_POINTS) \
 		--data full=$(I2P_RUN)/shapes/modelnet40_ply_hdf5_2048 \
 		--data partial=$(I2P_RUN)/shapes/main_split --compare random point_m2ae \
-		--compare random i2p_mae --compare point_m2ae i2p_mae --json $(I2P_RUN)/svm.json
+		--compare random i2p_mae --compare point_m2ae i2p_mae --compare i2p_mae croco_guide \
+		--json $(I2P_RUN)/svm.json
 	for seed in $(I2P_SEEDS); do for arm in scratch m2ae i2p; do \
 		ckpt=null; [ $$arm != scratch ] && ckpt=$(I2P_RUN)/$${arm}_s$$seed/encoder; \
-		backbone=i2p_mae_small; [ $$arm != scratch ] && backbone=i2p_mae_pretrain_small; \
+		backbone=i2p_mae_$(I2P_SIZE); [ $$arm != scratch ] && backbone=i2p_mae_pretrain_$(I2P_SIZE); \
 		$(I2P_TRAIN) experiment=i2p_mae_finetune task.root=$(I2P_RUN)/shapes seed=$$seed \
 			task.backbone=$$backbone task.backbone_checkpoint=$$ckpt \
 			trainer.max_steps=$(I2P_FT_STEPS) trainer.eval_every=0 \

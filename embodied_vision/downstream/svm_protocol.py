@@ -3,7 +3,10 @@ with paired two-level bootstrap intervals on the accuracy differences; `embodied
 compare-accuracy` does the same for fine-tuning runs (`classification_eval.json`).
 
 An arm is a list of encoders (one per pretraining seed): our exports (`encoder/` folders,
-globs allowed) or `random:<registry name>:<seed>[,<seed>...]` for random init. A dataset is
+globs allowed) or `random:<registry name>:<seed>[,<seed>...]` for random init; or
+`guide:<ViT export>:<image size>:<splat>:<points>`, I2P-MAE's frozen 2D guide scored on its
+own max-pooled depth-view features (`ImageGuide.embed`), what the 3D student could learn from
+it. A dataset is
 `NAME=ROOT` (ModelNet40-hdf5 or ScanObjectNN layout, so the real files work). Every encoder
 embeds every dataset's train and test clouds (the first `points` of each, no normalisation,
 as upstream, `downstream.point_svm`), a linear SVM with the layout's official C is fit on the
@@ -24,16 +27,42 @@ import sys
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from embodied_vision.data.point_clouds import read_point_cloud_split
 from embodied_vision.downstream.point_svm import SVM_C, extract_features, linear_svm_accuracy
 from embodied_vision.encoders import create_encoder, load_encoder
+from embodied_vision.pretrain.image_guidance import ImageGuide
 
 __all__ = ['accuracy_difference', 'compare_main', 'evaluate_arms', 'load_classification_runs',
            'main', 'resolve_arm']
 
 _RANDOM = 'random:'
+_GUIDE = 'guide:'
+
+
+class _GuideProbe(nn.Module):
+    """A 2D guide in the place of a point-cloud encoder (`num_points`, `forward(points)`)."""
+
+    def __init__(self, guide: ImageGuide, num_points: int):
+        super().__init__()
+        self.guide, self.num_points = guide, num_points
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        return self.guide.embed(points)
+
+
+def _parse_guide(spec: str) -> tuple[str, int, int, int]:
+    path, *numbers = spec[len(_GUIDE):].rsplit(':', 3)
+    try:
+        size, splat, points = (int(n) for n in numbers)
+    except ValueError:
+        raise ValueError(f'{spec!r}: expected guide:<ViT encoder export>:<image size>:'
+                         '<splat>:<points> (integers)') from None
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f'{spec!r}: {path} is not an encoder export folder')
+    return path, size, splat, points
 
 
 def resolve_arm(spec: str) -> list[str]:
@@ -47,6 +76,9 @@ def resolve_arm(spec: str) -> list[str]:
         except ValueError:
             raise ValueError(f'{spec!r}: seeds must be integers') from None
         return [f'{_RANDOM}{parts[0]}:{s}' for s in seeds]
+    if spec.startswith(_GUIDE):
+        _parse_guide(spec)
+        return [spec]
     found = sorted(glob.glob(spec)) or ([spec] if Path(spec).exists() else [])
     if not found:
         raise FileNotFoundError(f"{spec}: no encoder export matches (an experiment's "
@@ -59,6 +91,10 @@ def _encoder(source: str):
         name, seed = source[len(_RANDOM):].rsplit(':', 1)
         torch.manual_seed(int(seed))
         return create_encoder(name)
+    if source.startswith(_GUIDE):
+        path, size, splat, points = _parse_guide(source)
+        return _GuideProbe(ImageGuide(load_encoder(path), image_size=size, splat=splat),
+                           points)
     return load_encoder(source)
 
 

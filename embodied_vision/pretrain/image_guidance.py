@@ -207,6 +207,16 @@ class ImageGuide(nn.Module):
         return (features.float().transpose(1, 2).reshape(b, -1, g, g),
                 saliency.float().reshape(b, g, g))
 
+    @torch.no_grad()
+    def embed(self, points: torch.Tensor) -> torch.Tensor:
+        """`(B, N, 3)` clouds -> `(B, V * C)`: each depth view's patch features max-pooled,
+        views concatenated. The 2D model's own view of the cloud, to probe how much a guide
+        knows (e.g. its linear-SVM accuracy beside the 3D encoders')."""
+        views = depth_views(points, self.image_size, self.splat)
+        b, v = views.images.shape[:2]
+        features, _ = self(views.images.flatten(0, 1))
+        return features.amax(dim=(2, 3)).reshape(b, -1)
+
     def signals(self, points: torch.Tensor, scales: list[PointGroups]) -> GuideSignals:
         """Saliency of the coarse tokens and 2D targets of the scale-1 groups of `points`."""
         views = depth_views(points, self.image_size, self.splat)

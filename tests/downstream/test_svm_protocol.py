@@ -84,6 +84,24 @@ def test_cli_scores_arms_on_datasets_and_writes_the_report(shapes, tmp_path, cap
     assert main(['--arm', f'a={tmp_path}/none_*', '--data', f'full={shapes}']) == 2
 
 
+def test_a_2d_guide_is_scored_on_its_own_depth_view_features(shapes, tmp_path):
+    torch.manual_seed(0)
+    vit = create_encoder('croco_vit_base', img_size=32, enc_embed_dim=16, enc_depth=2,
+                         enc_num_heads=2)
+    export = save_encoder(vit, tmp_path / 'guide' / 'encoder')
+    spec = f'guide:{export}:32:3:256'
+    assert resolve_arm(spec) == [spec]
+    out = tmp_path / 'svm.json'
+    assert main(['--arm', f'teacher={spec}', '--data', f'full={shapes}', '--resamples', '10',
+                 '--json', str(out)]) == 0
+    run = json.loads(out.read_text())['datasets']['full']['runs']['teacher'][0]
+    assert len(run['correct']) == 12 and run['accuracy'] == np.mean(run['correct'])
+    with pytest.raises(ValueError, match='<image size>:<splat>:<points>'):
+        resolve_arm(f'guide:{export}:32:3')
+    with pytest.raises(FileNotFoundError, match='not an encoder export folder'):
+        resolve_arm(f'guide:{tmp_path}/missing:32:3:256')
+
+
 def test_compare_accuracy_reads_fine_tuning_runs(tmp_path, capsys):
     from embodied_vision.downstream.svm_protocol import compare_main
     from embodied_vision.downstream.training_point_classification import EVAL_FILE

@@ -93,6 +93,16 @@ def test_vit_guide_runs_the_frozen_encoder_and_reads_its_attention():
         ImageGuide(torch.nn.Linear(2, 2))
 
 
+def test_guide_embedding_max_pools_each_view_and_concatenates_them():
+    guide = ImageGuide(_tiny_vit(), image_size=32, splat=3)
+    points = _cloud(2)
+    features, _ = guide(depth_views(points, 32, 3).images.flatten(0, 1))     # (6,16,2,2)
+    expected = features.reshape(2, 3, 16, 4).amax(dim=-1).reshape(2, 48)
+    torch.testing.assert_close(guide.embed(points), expected)
+    # a cloud's embedding does not depend on the others in the batch
+    torch.testing.assert_close(guide.embed(points[1:]), expected[1:])
+
+
 def test_clip_guide_takes_projected_patch_tokens_and_the_cls_row():
     open_clip = pytest.importorskip('open_clip')
     torch.manual_seed(0)
