@@ -21,6 +21,7 @@
 """
 import argparse
 import importlib
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -88,15 +89,18 @@ def _cmd_list(args) -> int:
     return 0
 
 
-def _build(args):
+def _check_image_encoder(name: str) -> None:
+    """Refuse an encoder that does not embed single camera frames, before building it."""
     import torch
 
-    from embodied_vision import create_encoder, deploy
-    encoder = create_encoder(args.encoder, checkpoint=args.checkpoint)
-    compiled = deploy.compile(encoder, args.backend, device=args.device,
-                              input_size=_size(args, encoder), input_dtype=torch.uint8,
-                              max_batch=args.batch_size)
-    return encoder, compiled
+    from embodied_vision.encoders import create_encoder
+    with torch.device('meta'):  # the contract only: no memory, no init time
+        modality = create_encoder(name).input_contract.modality
+    if modality != 'image':
+        hint = (' (a two-view model: pair_node embeds stereo / view pairs)'
+                if modality == 'image_pair' else '')
+        raise ValueError(f'{name} takes {modality} input{hint}; encode embeds single frames: '
+                         'pick an image encoder (see `embodied-vision list`)')
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -121,23 +125,40 @@ def _cmd_encode(args) -> int:
     import numpy as np
     import torch
 
+    from embodied_vision import deploy
     from embodied_vision.data.images import iter_frames, to_batch
-    encoder, compiled = _build(args)
+    from embodied_vision.encoders import encoder_for_inference
+    out = Path(args.out)
+    if out.suffix not in ('.npy', '.safetensors'):
+        raise ValueError(f'--out must end in .npy or .safetensors, got {out}')
+    _check_image_encoder(args.encoder)
+    skipped: list = []
+    frames = iter_frames(args.source, stride=args.stride, skipped=skipped)
+    first = next(frames, None)  # a broken first frame fails here, before the model is built
+    if first is None:
+        raise ValueError(f'{args.source}: no readable frames ({len(skipped)} unreadable)')
+    encoder = encoder_for_inference(args.encoder, checkpoint=args.checkpoint)
+    contract = encoder.input_contract
     size = _size(args, encoder)
+    compiled = deploy.compile(
+        encoder, args.backend, device=args.device, input_size=size,
+        input_dtype=torch.uint8 if contract.takes_pixels else torch.float32,
+        max_batch=args.batch_size)
     names, chunks, infer_ms = [], [], []
-    frames = iter_frames(args.source, stride=args.stride)
     batch_frames: list = []
     start = time.perf_counter()
 
     def flush():
         batch = to_batch([f for _, f in batch_frames], None if args.no_resize else size)
         begin = time.perf_counter()
-        chunks.append(compiled(batch).float().cpu())
+        chunks.append(compiled(contract.from_pixels(batch)).float().cpu())
         infer_ms.append((time.perf_counter() - begin) * 1e3 / len(batch_frames))
         names.extend(n for n, _ in batch_frames)
         batch_frames.clear()
 
-    for item in frames:
+    from tqdm import tqdm
+    for item in tqdm(itertools.chain([first], frames), desc='encode', unit='frame',
+                     disable=None):
         batch_frames.append(item)
         if len(batch_frames) == args.batch_size:
             flush()
@@ -145,22 +166,23 @@ def _cmd_encode(args) -> int:
         flush()
     embeddings = torch.cat(chunks)
     total = time.perf_counter() - start
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {'encoder': encoder.name, 'checkpoint': str(args.checkpoint or ''),
-            'backend': compiled.backend, 'names': names, 'input_size': list(size)}
+            'random_weights': bool(encoder.random_weights), 'backend': compiled.backend,
+            'names': names, 'input_size': list(size), 'skipped': [n for n, _ in skipped]}
     if out.suffix == '.safetensors':
         from safetensors.torch import save_file
         save_file({'embeddings': embeddings.contiguous()}, str(out),
                   metadata={k: json.dumps(v) for k, v in meta.items()})
-    elif out.suffix == '.npy':
+    else:
         np.save(out, embeddings.numpy())
         out.with_suffix('.json').write_text(json.dumps(meta, indent=2) + '\n')
-    else:
-        raise SystemExit(f'--out must end in .npy or .safetensors, got {out}')
+    for name, reason in skipped:
+        _logger.warning('skipped %s: %s', name, reason)
     per_frame = sorted(infer_ms)
     print(f'encoded {len(names)} frames from {args.source} with {encoder.name} '
-          f'({compiled.backend}, parity {compiled.parity}) -> {out} {tuple(embeddings.shape)}')
+          f'({compiled.backend}, parity {compiled.parity}) -> {out} {tuple(embeddings.shape)}'
+          + (f'; skipped {len(skipped)} unreadable' if skipped else ''))
     print(f'total {total:.2f} s, {len(names) / total:.1f} frames/s; model time per frame: '
           f'median {per_frame[len(per_frame) // 2]:.2f} ms, max {per_frame[-1]:.2f} ms')
     return 0
@@ -169,9 +191,10 @@ def _cmd_encode(args) -> int:
 def _cmd_export(args) -> int:
     import torch
 
-    from embodied_vision import create_encoder, deploy
+    from embodied_vision import deploy
     from embodied_vision.deploy import onnx_runtime, tensorrt
-    encoder = create_encoder(args.encoder, checkpoint=args.checkpoint)
+    from embodied_vision.encoders import encoder_for_inference
+    encoder = encoder_for_inference(args.encoder, checkpoint=args.checkpoint)
     size = _size(args, encoder)
     example = tuple(x.float() for x in encoder.example_inputs(batch_size=2, size=size))
     out = Path(args.out)
@@ -303,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, ImportError, RuntimeError) as err:
+    except (ValueError, ImportError, RuntimeError, OSError) as err:
         _logger.debug('failed', exc_info=True)
         print(f'embodied-vision {args.command}: error: {err}', file=sys.stderr)
         return 2

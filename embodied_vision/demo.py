@@ -15,9 +15,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 import torch
 
-from embodied_vision import create_encoder, deploy
+from embodied_vision import deploy
 from embodied_vision.data.images import to_batch
 from embodied_vision.deploy.bench import benchmark_encoder, format_table
+from embodied_vision.encoders import encoder_for_inference
 from embodied_vision.utils import is_available
 
 __all__ = ['run_demo', 'demo_frames']
@@ -60,14 +61,16 @@ def run_demo(out: Path, encoder: str = 'r3m_resnet18', checkpoint: str | None = 
     frames_dir.mkdir(exist_ok=True)
     for i, frame in enumerate(frames):
         Image.fromarray(frame).save(frames_dir / f'{i:03d}.png')
-    model = create_encoder(encoder, checkpoint=checkpoint)
+    model = encoder_for_inference(encoder, checkpoint=checkpoint)
+    contract = model.input_contract
     weights = checkpoint or 'random init (pass --checkpoint for official weights)'
     print(f'[demo] {len(frames)} frames from {source} -> {frames_dir}')
     print(f'[demo] encoder {model.name} ({model.embed_dim}-d), weights: {weights}')
-    runtime = deploy.compile(model, 'auto', device='cpu', input_dtype=torch.uint8)
+    runtime = deploy.compile(model, 'auto', device='cpu', input_dtype=torch.uint8
+                             if contract.takes_pixels else torch.float32)
     print(f'[demo] runtime {runtime.backend}: built in {runtime.build_seconds:.1f} s, '
           f'parity vs eager: {runtime.parity}')
-    batch = to_batch(frames, model.input_contract.default_size)
+    batch = contract.from_pixels(to_batch(frames, contract.default_size))
     start = time.perf_counter()
     embeddings = torch.cat([runtime(chunk) for chunk in batch.split(8)])
     elapsed = time.perf_counter() - start

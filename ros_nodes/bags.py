@@ -94,24 +94,23 @@ def replay(bag: str | Path, topic: str, encoder: str = 'r3m_resnet18',
     from rosbags.highlevel import AnyReader
     import torch
 
-    from embodied_vision import create_encoder, deploy
+    from embodied_vision import deploy
     from embodied_vision.data.images import to_batch
+    from embodied_vision.encoders import encoder_for_inference
     if out_bag is None and out is None:
         raise ValueError('give --out-bag and/or --out: nothing would be written')
     if out is not None and Path(out).suffix not in ('.npy', '.safetensors'):
         raise ValueError(f'--out must end in .npy or .safetensors, got {out}')
-    model = create_encoder(encoder, checkpoint=checkpoint)
-    size = tuple(size or model.input_contract.default_size)
-    compiled = deploy.compile(model, backend, device=device or 'cpu', input_size=size,
-                              input_dtype=torch.uint8, max_batch=max(batch_size, 4))
+    if not Path(bag).exists():
+        raise FileNotFoundError(f'{bag}: no such rosbag2 folder')
     msgs = _Messages()
-    writer = connection = None
+    writer = connection = model = compiled = None
     embeddings, stamps, log_times, skipped = [], [], [], []
     pending: list = []
 
     def flush():
         batch = to_batch([frame for frame, _, _ in pending], size)
-        values = compiled(batch).float().cpu().numpy()
+        values = compiled(model.input_contract.from_pixels(batch)).float().cpu().numpy()
         for value, (_, header, log_time) in zip(values, pending):
             embeddings.append(value)
             stamps.append(header.stamp.sec * 10**9 + header.stamp.nanosec)
@@ -129,6 +128,16 @@ def replay(bag: str | Path, topic: str, encoder: str = 'r3m_resnet18',
             images = sorted({c.topic for c in reader.connections
                              if c.msgtype == 'sensor_msgs/msg/Image'})
             raise ValueError(f'{bag} has no topic {topic!r}; image topics: {images}')
+        model = encoder_for_inference(encoder, checkpoint=checkpoint)
+        contract = model.input_contract
+        if contract.modality != 'image':
+            raise ValueError(f'{encoder} takes {contract.modality} input; replay embeds '
+                             'single frames: pick an image encoder')
+        size = tuple(size or contract.default_size)
+        compiled = deploy.compile(
+            model, backend, device=device or 'cpu', input_size=size,
+            input_dtype=torch.uint8 if contract.takes_pixels else torch.float32,
+            max_batch=max(batch_size, 4))
         if out_bag is not None:
             from rosbags.rosbag2 import Writer
             writer = Writer(Path(out_bag), version=9, storage_plugin=_storage(storage))
@@ -158,7 +167,8 @@ def replay(bag: str | Path, topic: str, encoder: str = 'r3m_resnet18',
     values = np.stack(embeddings) if embeddings else np.zeros((0, model.embed_dim),
                                                               np.float32)
     meta = {'source': str(bag), 'topic': topic, 'encoder': model.name,
-            'checkpoint': str(checkpoint or ''), 'backend': compiled.backend,
+            'checkpoint': str(checkpoint or ''), 'random_weights': model.random_weights,
+            'backend': compiled.backend,
             'input_size': list(size)}
     if out is not None:
         _save(Path(out), values, np.asarray(stamps, np.int64),
@@ -201,9 +211,14 @@ def replay_main(argv: list[str] | None = None) -> int:
     p.add_argument('--batch-size', type=int, default=8)
     args = p.parse_args(argv)
     start = time.perf_counter()
-    result = replay(args.bag, args.topic, args.encoder, args.checkpoint, args.backend,
-                    args.device, (args.size, args.size) if args.size else None, args.out_bag,
-                    args.out, args.output_topic, args.storage, args.batch_size)
+    try:
+        result = replay(args.bag, args.topic, args.encoder, args.checkpoint, args.backend,
+                        args.device, (args.size, args.size) if args.size else None,
+                        args.out_bag, args.out, args.output_topic, args.storage,
+                        args.batch_size)
+    except (ValueError, OSError, ImportError) as err:
+        print(f'embodied-vision replay: error: {err}', file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - start
     print(f'embedded {result["embedded"]} images of {args.topic} with {result["encoder"]} '
           f'({result["backend"]}) in {seconds:.1f} s; skipped {len(result["skipped"])}')

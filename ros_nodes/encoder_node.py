@@ -12,7 +12,8 @@ input image's header (stamp and frame_id) copied unchanged. Why this type:
 `std_msgs/Float32MultiArray` was rejected because it has no header (no stamp to pair on).
 
 Lifecycle:
-- `on_configure`: build the encoder (`create_encoder(encoder_name, checkpoint_path)`),
+- `on_configure`: build the encoder (`encoder_for_inference(encoder_name, checkpoint_path)`:
+  without a checkpoint, seeded random weights, warned),
   compile it for `backend` (`deploy.compile`, parity-checked against eager) and warm it up.
   Any failure (missing or corrupt checkpoint, unknown encoder, backend unavailable, parity
   error) is logged and returns FAILURE: the node stays unconfigured and keeps running.
@@ -99,7 +100,7 @@ class EncoderNode(ManagedNode):
         self._worker = NewestItemWorker(self.process, 'encoder_worker', self.accounting.reject)
 
     def validate_parameter(self, name: str, value) -> str:
-        return check_runtime_parameter(name, value)
+        return check_runtime_parameter(name, value, modality='image')
 
     # ----------------------------------------------------------------------- lifecycle
     def on_configure(self, state) -> TransitionCallbackReturn:
@@ -118,17 +119,19 @@ class EncoderNode(ManagedNode):
     def _build_model(self) -> None:
         import torch
 
-        from embodied_vision import create_encoder
+        from embodied_vision.encoders import encoder_for_inference
         device, backend, options = resolve_runtime(
             self, spinning=self.param('inference_spinning'))
-        encoder = create_encoder(self.param('encoder_name'),
-                                 checkpoint=self.param('checkpoint_path') or None)
+        encoder = encoder_for_inference(self.param('encoder_name'),
+                                        checkpoint=self.param('checkpoint_path') or None)
+        self._contract = contract = encoder.input_contract
         width, height = self.param('network_image_width'), self.param('network_image_height')
         default = tuple(encoder.input_contract.default_size)
         self.input_size = (height or default[0], width or default[1])
         self._device = torch.device(device)
-        self.model = compile_node_encoder(self, encoder, device, backend, self.input_size,
-                                          torch.uint8, options)
+        self.model = compile_node_encoder(
+            self, encoder, device, backend, self.input_size,
+            torch.uint8 if contract.takes_pixels else torch.float32, options)
         if self.model.backend in ('onnxruntime', 'tensorrt') and \
                 self.param('preprocess_threads'):
             torch.set_num_threads(self.param('preprocess_threads'))
@@ -200,7 +203,9 @@ class EncoderNode(ManagedNode):
         return colour_frame(msg, self.accounting)
 
     def preprocess(self, frame: np.ndarray):
-        """RGB uint8 (H, W, 3) -> (1, 3, h, w) uint8 on the model's device.
+        """RGB uint8 (H, W, 3) -> the model's `(1, 3, h, w)` input on its device: uint8
+        pixels, or for a model normalised by its caller (CroCo) the normalised floats
+        (`InputContract.from_pixels`).
 
         The same resize + centre crop as `embodied_vision.data.images.to_batch` (bit-identical
         on CPU), but the frame is made channels-last contiguous first, which makes the float
@@ -217,8 +222,8 @@ class EncoderNode(ManagedNode):
                 warnings.simplefilter('ignore', UserWarning)
                 x = torch.from_numpy(frame)
         x = x.to(self._device, non_blocking=True).permute(2, 0, 1)[None]
-        return resize_center_crop(x.contiguous(memory_format=torch.channels_last),
-                                  self.input_size)
+        return self._contract.from_pixels(resize_center_crop(
+            x.contiguous(memory_format=torch.channels_last), self.input_size))
 
     def process(self, header, frame: np.ndarray, arrived: float,
                 convert_seconds: float = 0.0) -> np.ndarray | None:

@@ -4,6 +4,7 @@ One table, so every such node names, documents and checks them alike: which enco
 weights, the runtime (`deploy.compile` backends), device, precision, artefact cache, parity
 check and threads; and how they resolve and compile (no ROS graph).
 """
+import functools
 import re
 
 from embodied_vision.ros_nodes.parameters import ParamSpec
@@ -41,16 +42,32 @@ def encoder_runtime_params(encoder_default: str, encoder_help: str,
     )
 
 
-def check_runtime_parameter(name: str, value) -> str:
-    """The on-set check of these parameters: '' when `value` is allowed, else why not."""
+@functools.cache
+def encoders_of(modality: str | None) -> tuple[str, ...]:
+    """Registered architectures whose input contract has `modality` (None: all)."""
+    import torch
+
+    from embodied_vision.encoders import create_encoder, list_encoders
+    if modality is None:
+        return tuple(list_encoders())
+    with torch.device('meta'):  # contracts only: no memory, no init time
+        return tuple(name for name in list_encoders()
+                     if create_encoder(name).input_contract.modality == modality)
+
+
+def check_runtime_parameter(name: str, value, modality: str | None = None) -> str:
+    """The on-set check of these parameters: '' when `value` is allowed, else why not;
+    `modality` restricts `encoder_name` to the encoders a node can feed."""
     if name == 'device' and not DEVICE_PATTERN.match(str(value)):
         return f"device={value!r} is not allowed; use '', 'cpu', 'cuda' or 'cuda:N'"
     if name == 'encoder_name':
-        from embodied_vision.encoders import list_encoders
         from embodied_vision.encoders._registry import split_name
-        known = list_encoders()
-        if split_name(str(value))[0] not in known:
-            return f'encoder_name={value!r} is unknown; allowed: {", ".join(known)}'
+        allowed = encoders_of(modality)
+        arch = split_name(str(value))[0]
+        if arch not in allowed:
+            what = 'unknown' if arch not in encoders_of(None) else \
+                f'not an encoder of {modality} input'
+            return f'encoder_name={value!r} is {what}; allowed: {", ".join(allowed)}'
     return ''
 
 

@@ -110,3 +110,74 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert main(['encode', str(tmp_path), '--encoder', 'r3m_resnet99', '--out',
                  str(tmp_path / 'x.npy')]) == 2
     assert 'unknown encoder' in capsys.readouterr().err
+
+
+def _tiny_croco(tmp_path):
+    torch.manual_seed(0)
+    vit = create_encoder('croco_vit_base', img_size=32, enc_embed_dim=16, enc_depth=2,
+                         enc_num_heads=2)
+    return vit, save_encoder(vit, tmp_path / 'croco' / 'encoder')
+
+
+def test_encode_feeds_croco_imagenet_normalised_frames(tmp_path, frames_dir):
+    # CroCo takes normalised input, normalised by the caller as upstream: encode must do it.
+    vit, export = _tiny_croco(tmp_path)
+    out = tmp_path / 'croco.npy'
+    assert main(['encode', str(frames_dir), '--encoder', 'croco_vit_base', '--checkpoint',
+                 str(export), '--size', '32', '--backend', 'eager', '--out', str(out)]) == 0
+    from embodied_vision.data.images import iter_frames, to_batch
+    pixels = to_batch([f for _, f in iter_frames(frames_dir)], (32, 32)).float()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        exact = copy.deepcopy(vit).double()(((pixels / 255 - mean) / std).double())
+    assert_fp32_close(np.load(out), exact, vit, what='encode vs normalised float64')
+
+
+def test_random_weights_are_warned_seeded_and_not_cached(tmp_path, frames_dir, monkeypatch):
+    cache = tmp_path / 'cache'
+    monkeypatch.setenv('EMBODIED_VISION_CACHE', str(cache))
+    from embodied_vision.encoders import factory
+    monkeypatch.setattr(factory, '_warned_random', set())
+    outs = [tmp_path / f'emb{i}.npy' for i in range(2)]
+    with pytest.warns(UserWarning, match='r3m_resnet18 has random weights'):
+        for out in outs:
+            assert main(['encode', str(frames_dir), '--encoder', 'r3m_resnet18', '--size',
+                         '64', '--backend', 'onnxruntime', '--out', str(out)]) == 0
+    assert np.array_equal(np.load(outs[0]), np.load(outs[1]))
+    assert json.loads(outs[0].with_suffix('.json').read_text())['random_weights'] is True
+    assert not cache.exists() or not any(cache.rglob('*.onnx'))
+
+
+def test_encode_checks_come_before_the_model(tmp_path, frames_dir, capsys, monkeypatch):
+    import embodied_vision.encoders as encoders
+    built = []
+    monkeypatch.setattr(encoders, 'encoder_for_inference',
+                        lambda *a, **k: built.append(a) or pytest.fail('model built'))
+    cases = [([str(frames_dir), '--out', str(tmp_path / 'bad.txt')], 'must end in .npy'),
+             ([str(tmp_path / 'missing.mp4'), '--out', str(tmp_path / 'x.npy')],
+              'no such image folder'),
+             ([str(tmp_path / 'frames' / '00.png') + '.jpg', '--out', str(tmp_path / 'x.npy')],
+              'no such image folder')]
+    broken = tmp_path / 'broken'
+    broken.mkdir()
+    (broken / 'a.png').write_bytes(b'not a png')
+    cases.append(([str(broken), '--out', str(tmp_path / 'x.npy')], 'no readable frames'))
+    for argv, message in cases:
+        assert main(['encode', *argv, '--encoder', 'r3m_resnet18']) == 2
+        assert message in capsys.readouterr().err
+    assert not built
+
+
+def test_encode_refuses_a_pair_model_and_skips_unreadable_frames(tmp_path, frames_dir,
+                                                                  capsys):
+    assert main(['encode', str(frames_dir), '--encoder', 'croco_v2_pair_vit_base_smalldec',
+                 '--out', str(tmp_path / 'x.npy')]) == 2
+    assert 'takes image_pair input' in capsys.readouterr().err
+    (frames_dir / '02.png').write_bytes(b'truncated')
+    out = tmp_path / 'emb.npy'
+    assert main(['encode', str(frames_dir), '--encoder', 'r3m_resnet18', '--size', '64',
+                 '--backend', 'eager', '--out', str(out)]) == 0
+    meta = json.loads(out.with_suffix('.json').read_text())
+    assert np.load(out).shape == (4, 512) and meta['skipped'] == ['02.png']
+    assert '02.png' not in meta['names'] and 'skipped 1 unreadable' in capsys.readouterr().out

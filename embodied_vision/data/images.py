@@ -40,24 +40,41 @@ def _iter_video(path: Path, stride: int) -> Iterator[tuple[str, np.ndarray]]:
         raise ValueError(f'{path}: not a readable video ({err})') from err
 
 
-def iter_frames(source: str | os.PathLike, stride: int = 1) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield `(name, rgb uint8 HxWx3)` from an image folder (sorted), an image or a video."""
+def iter_frames(source: str | os.PathLike, stride: int = 1,
+                skipped: list | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield `(name, rgb uint8 HxWx3)` from an image folder (sorted), an image or a video.
+
+    The source is checked when this is called, not at the first frame: a missing path, an
+    empty folder or an unknown suffix raises at once. With a `skipped` list, unreadable
+    images of a folder are appended to it (name, reason) and passed over instead of ending
+    the iteration.
+    """
     if stride < 1:
         raise ValueError(f'stride must be >= 1, got {stride}')
     path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f'{path}: no such image folder, image or video')
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ValueError(f'{path} holds no images with suffixes {IMAGE_SUFFIXES}')
-        for file in files[::stride]:
+        return _iter_images(files[::stride], skipped)
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return _iter_video(path, stride)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return _iter_images([path], None)
+    raise ValueError(f'{path} is not a folder of images, an image {IMAGE_SUFFIXES} or a '
+                     f'video {VIDEO_SUFFIXES}')
+
+
+def _iter_images(files: list[Path], skipped: list | None) -> Iterator[tuple[str, np.ndarray]]:
+    for file in files:
+        try:
             yield file.name, _read_image(file)
-    elif path.suffix.lower() in VIDEO_SUFFIXES:
-        yield from _iter_video(path, stride)
-    elif path.suffix.lower() in IMAGE_SUFFIXES:
-        yield path.name, _read_image(path)
-    else:
-        raise ValueError(f'{path} is not a folder of images, an image {IMAGE_SUFFIXES} or a '
-                         f'video {VIDEO_SUFFIXES}')
+        except ValueError as err:
+            if skipped is None:
+                raise
+            skipped.append((file.name, str(err)))
 
 
 def resize_center_crop(batch: torch.Tensor, size: tuple[int, int],

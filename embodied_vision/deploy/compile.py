@@ -10,6 +10,7 @@ runtime past its tolerance raises `ParityError` instead of being returned.
 from dataclasses import dataclass, field
 import logging
 from pathlib import Path
+import tempfile
 import time
 
 import torch
@@ -206,11 +207,16 @@ def _build(encoder, backend, device, precision, size, max_batch, cache_dir, use_
     key_options = {'device': device, 'precision': precision, 'size': size,
                    'max_batch': max_batch,
                    **{k: v for k, v in options.items() if k not in _SESSION_OPTIONS}}
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    # Random weights (`encoder_for_inference` without a checkpoint): nothing worth keeping,
+    # so the artefact is built in a folder removed once it is loaded.
+    scratch = tempfile.TemporaryDirectory(prefix='embodied_vision_random_') \
+        if getattr(encoder, 'random_weights', False) else None
+    cache = Path(scratch.name) if scratch else Path(cache_dir) if cache_dir \
+        else default_cache_dir()
     budget = cache_budget_bytes()
     key = artifact_key(encoder, backend, key_options)
     path = cache / f'{encoder.name}-{key}.{"onnx" if backend == "onnxruntime" else "ep"}'
-    reuse = use_cache and path.exists()
+    reuse = use_cache and scratch is None and path.exists()
     if reuse:
         mark_used(path)
     elif backend == 'onnxruntime':
@@ -224,8 +230,12 @@ def _build(encoder, backend, device, precision, size, max_batch, cache_dir, use_
     else:
         runner = tensorrt.compile_tensorrt(graph, example, path, precision=precision,
                                            max_batch=max_batch, device=device, **options)
+    runner = runner if prepare is None else _Prepared(runner, prepare)
+    if scratch is not None:
+        scratch.cleanup()
+        return runner, None
     prune_cache(cache, budget, keep=path)
-    return (runner if prepare is None else _Prepared(runner, prepare)), path
+    return runner, path
 
 
 class _Prepared:

@@ -1,6 +1,8 @@
 """The input contract an encoder declares: what a caller may feed it, and how it is read."""
 from dataclasses import asdict, dataclass, field
 
+import torch
+
 __all__ = ['InputContract', 'MODALITIES']
 
 MODALITIES = ('image', 'image_pair', 'points', 'voxels')
@@ -23,6 +25,12 @@ class InputContract:
         min_size: smallest spatial side accepted.
         max_size: largest spatial side accepted (None: no limit), e.g. a voxel model's
             resolution, to which smaller grids are padded.
+        caller_mean: per-channel mean the **caller** subtracts from [0, 1] pixels before the
+            model (CroCo, as upstream), or None when the model takes 0-255 pixels itself.
+        caller_std: the matching per-channel std.
+
+    `from_pixels` turns 0-255 camera frames into this model's input, so every path that
+    feeds frames (CLI, nodes, bag replay, policies) honours the contract the same way.
     """
 
     modality: str
@@ -35,6 +43,8 @@ class InputContract:
     size_multiple: int = 1
     min_size: int = 1
     max_size: int | None = None
+    caller_mean: tuple[float, ...] | None = None
+    caller_std: tuple[float, ...] | None = None
     notes: str = field(default='', compare=False)
 
     def __post_init__(self):
@@ -45,6 +55,34 @@ class InputContract:
                              f'{self.size_multiple} and {self.min_size}')
         if self.max_size is not None and self.max_size < self.min_size:
             raise ValueError(f'max_size={self.max_size} is below min_size={self.min_size}')
+        if (self.caller_mean is None) != (self.caller_std is None):
+            raise ValueError('caller_mean and caller_std go together')
+
+    @property
+    def takes_pixels(self) -> bool:
+        """Whether 0-255 frames are valid input as they are."""
+        return self.modality in ('image', 'image_pair') and \
+            tuple(self.value_range) == (0.0, 255.0)
+
+    def from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """0-255 RGB frames `(B, C, H, W)` (uint8 or float; a pair stacks its views on C)
+        as this model's input: unchanged where the model normalises inside, else float32
+        `(x / 255 - caller_mean) / caller_std`, the statistics repeated for each view."""
+        if self.takes_pixels:
+            return pixels
+        if self.caller_mean is None:
+            raise ValueError(f'a {self.modality} model with input range {self.value_range} '
+                             'does not take camera frames (no pixel normalisation declared)')
+        if pixels.ndim != 4 or pixels.shape[1] != self.channels:
+            raise ValueError(f'expects 0-255 frames (B, {self.channels}, H, W), got '
+                             f'{tuple(pixels.shape)}')
+        if pixels.is_floating_point() and pixels.numel() and float(pixels.amin()) < 0.0:
+            raise ValueError('these frames hold values below 0, so they are not 0-255 pixels '
+                             '(normalised already?)')
+        repeat = self.channels // len(self.caller_mean)
+        mean = torch.tensor(self.caller_mean * repeat, device=pixels.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.caller_std * repeat, device=pixels.device).view(1, -1, 1, 1)
+        return (pixels.float() / 255.0 - mean) / std
 
     def to_dict(self) -> dict:
         """A JSON-serialisable description, stored with our checkpoints."""

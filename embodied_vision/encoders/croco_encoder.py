@@ -110,6 +110,7 @@ class CroCoEncoder(Encoder):
         return InputContract(
             modality=modality, channels=channels, value_range=_NORMALISED_RANGE,
             dtypes=('float32', 'float16', 'bfloat16'), mean=None, std=None,
+            caller_mean=IMAGENET_MEAN, caller_std=IMAGENET_STD,
             default_size=self.img_size, size_multiple=self.patch_size,
             min_size=self.patch_size,
             notes=('ImageNet-normalised float RGB, (x/255 - mean)/std with mean '

@@ -6,6 +6,9 @@ an architecture from the registry and hands the model, with the weight sources r
 for it, to the loader. Weights are never downloaded: `checkpoint=` is a user path.
 """
 import os
+import warnings
+
+import torch
 
 from embodied_vision.checkpoints._format import CheckpointError
 from embodied_vision.checkpoints.artifact import FORMAT_NAME
@@ -17,7 +20,12 @@ from embodied_vision.encoders._registry import (
     split_name,
 )
 
-__all__ = ['create_encoder', 'load_encoder', 'load_pretrained']
+__all__ = ['RANDOM_WEIGHTS_SEED', 'create_encoder', 'encoder_for_inference', 'load_encoder',
+           'load_pretrained']
+
+#: The seed of the random weights `encoder_for_inference` gives when no checkpoint is named.
+RANDOM_WEIGHTS_SEED = 0
+_warned_random: set[str] = set()
 
 
 def create_encoder(name: str, checkpoint: str | os.PathLike | None = None, **overrides):
@@ -51,9 +59,10 @@ def load_pretrained(model, path: str | os.PathLike) -> None:
     load_checkpoint(model, path, get_pretrained_cfgs(model.name))
 
 
-def load_encoder(path: str | os.PathLike):
-    """Rebuild an encoder from a checkpoint in our format (architecture from its config)."""
-    found = read_checkpoint(path)
+def load_encoder(path: str | os.PathLike, found=None):
+    """Rebuild an encoder from a checkpoint in our format (architecture from its config);
+    `found` is `read_checkpoint(path)` when the caller has read it already."""
+    found = found or read_checkpoint(path)
     fmt_name, _, config = found
     if fmt_name != FORMAT_NAME:
         raise CheckpointError(
@@ -65,4 +74,38 @@ def load_encoder(path: str | os.PathLike):
     name = config['name'] + (f".{config['tag']}" if config.get('tag') else '')
     model = create_encoder(name, **config.get('kwargs', {}))
     load_checkpoint(model, path, get_pretrained_cfgs(model.name), found)
+    return model
+
+
+def encoder_for_inference(name: str, checkpoint: str | os.PathLike | None = None,
+                          **overrides):
+    """`create_encoder` for the commands and nodes that run a model on data (`encode`,
+    `export`, `replay`, the encoder nodes).
+
+    Without a checkpoint (None or '') the weights are random: that is warned once per
+    process and name, the weights are seeded (`RANDOM_WEIGHTS_SEED`, so two runs give the
+    same embeddings) and the model is marked `random_weights`, so `deploy.compile` keeps no
+    artefact of it in its cache. Our own exports rebuild the architecture they record.
+    """
+    if checkpoint is not None and str(checkpoint) != '':
+        found = read_checkpoint(checkpoint)
+        if found[0] == FORMAT_NAME and not overrides:  # our export records its architecture
+            model = load_encoder(checkpoint, found)
+            if model.name != split_name(name)[0]:
+                raise CheckpointError(f'{checkpoint} holds a {model.name} encoder, not {name}')
+        else:
+            model = create_encoder(name, **overrides)
+            load_checkpoint(model, checkpoint, get_pretrained_cfgs(model.name), found)
+        model.random_weights = False
+        return model
+    if name not in _warned_random:
+        _warned_random.add(name)
+        warnings.warn(f'{name} has random weights (no checkpoint given): its embeddings carry '
+                      'no pretrained knowledge; seeded with '
+                      f'{RANDOM_WEIGHTS_SEED} so runs agree. Pass a checkpoint for real '
+                      'features.', UserWarning, stacklevel=2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        model = create_encoder(name, **overrides)
+    model.random_weights = True
     return model

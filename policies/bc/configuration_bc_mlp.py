@@ -24,6 +24,10 @@ class BCMLPConfig(PolicyConfig):
         dropout: dropout after each hidden layer.
         input_batchnorm: BatchNorm1d over the embedding (as in R3M).
         encoder_name: encoder that produced the embeddings (recorded, checked by the node).
+        encoder_checkpoint: its weights file as trained ('' = the seeded random weights of
+            `encoder_for_inference`); `frozen_encoder` rebuilds the encoder from it.
+        encoder_weights_sha256: digest of those weights (`deploy.cache.weights_digest`): an
+            encoder with other weights is refused ('' = unknown, warned).
         camera: camera whose frames were embedded.
         image_size: encoder input side the embeddings were computed at.
         action_clip: actions are clipped to [-action_clip, action_clip] at inference.
@@ -43,6 +47,8 @@ class BCMLPConfig(PolicyConfig):
     input_batchnorm: bool = True
     # provenance of the inputs
     encoder_name: str = 'r3m_resnet18'
+    encoder_checkpoint: str = ''
+    encoder_weights_sha256: str = ''
     camera: str = 'front'
     image_size: int = 224
     # inference and optimisation

@@ -45,7 +45,7 @@ def embed_frames(encoder, frames: np.ndarray, size: tuple[int, int] | None = Non
     chunks = []
     for start in range(0, len(frames), batch_size):
         batch = to_batch(list(frames[start:start + batch_size]), size)
-        chunks.append(encoder(batch).float().cpu())
+        chunks.append(encoder(encoder.input_contract.from_pixels(batch)).float().cpu())
     return torch.cat(chunks)
 
 
@@ -68,8 +68,9 @@ def bc_dataset(episodes: Iterable[Mapping], encoder, camera: str = 'front',
                size: tuple[int, int] | None = None, batch_size: int = 64
                ) -> dict[str, torch.Tensor]:
     """`{OBS_EMBEDDING, OBS_STATE, ACTION}` tensors over every step of every episode."""
+    from tqdm import tqdm
     embeddings, states, actions = [], [], []
-    for episode in episodes:
+    for episode in tqdm(episodes, desc='embedding episodes', unit='episode', disable=None):
         frames, state, action = _episode_arrays(episode, camera)
         embeddings.append(embed_frames(encoder, frames, size, batch_size))
         states.append(torch.as_tensor(state, dtype=torch.float32))
@@ -113,8 +114,9 @@ class BCMLPTask:
         from embodied_vision.policies.factory import make_policy
         if dataset is None:
             from embodied_vision.data.episodes import EpisodeReader
-            from embodied_vision.encoders import create_encoder
-            frozen = create_encoder(encoder, checkpoint=encoder_checkpoint)
+            from embodied_vision.deploy.cache import weights_digest
+            from embodied_vision.encoders import encoder_for_inference
+            frozen = encoder_for_inference(encoder, checkpoint=encoder_checkpoint)
             dataset = {}
             for path in episodes:
                 with EpisodeReader(path) as reader:
@@ -124,7 +126,9 @@ class BCMLPTask:
             if not dataset:
                 raise ValueError('BCMLPTask needs episode files or a dataset')
             policy = {'encoder_name': encoder, 'camera': camera, 'image_size': image_size,
-                      **(policy or {})}
+                      'encoder_checkpoint': str(Path(encoder_checkpoint).resolve())
+                      if encoder_checkpoint else '',
+                      'encoder_weights_sha256': weights_digest(frozen), **(policy or {})}
         if model is None:
             fields = {'embed_dim': dataset[OBS_EMBEDDING].shape[1],
                       'state_dim': dataset[OBS_STATE].shape[1] if OBS_STATE in dataset else 0,

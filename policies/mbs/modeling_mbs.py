@@ -110,6 +110,7 @@ class MbSModel(nn.Module):
 
     def represent(self, images: torch.Tensor) -> torch.Tensor:
         """R(o): `(B, 3, H, W)` 0-255 frames -> `(B, proj_dim)` unit vectors."""
+        images = self.encoder.input_contract.from_pixels(images)
         return F.normalize(self.proj(F.relu(self.encoder(images))), dim=-1)
 
     def predict(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -161,6 +162,7 @@ class GripperClassifier(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits `(B,)`."""
+        images = self.encoder.input_contract.from_pixels(images)
         return self.head(F.relu(self.encoder(images))).squeeze(-1)
 
 

@@ -178,12 +178,52 @@ def test_bc_experiment_trains_from_recorded_episodes(tmp_path):
     demos = tmp_path / 'demos.hdf5'
     assert collect(['task=Reach', 'n=2', 'size=32', 'cameras=[front]', 'depth=false',
                     'progress=false', f'out={demos}']) == 0
+    from embodied_vision.checkpoints import save_encoder
+    from embodied_vision.policies.bc.processor_bc_mlp import BCMLPProcessor
+    torch.manual_seed(5)
+    weights = save_encoder(create_encoder('r3m_resnet18'), tmp_path / 'encoder')
     run = tmp_path / 'run'
     assert main(['train', 'experiment=bc_mlp', f'task.episodes=[{demos}]',
-                 'task.image_size=32', 'trainer.max_steps=20', 'trainer.batch_size=8',
-                 'trainer.device=cpu', 'trainer.progress=false',
-                 f'hydra.run.dir={run}']) == 0
+                 f'task.encoder_checkpoint={weights}', 'task.image_size=32',
+                 'trainer.max_steps=20', 'trainer.batch_size=8', 'trainer.device=cpu',
+                 'trainer.progress=false', f'hydra.run.dir={run}']) == 0
     policy = load_policy(run / 'policy')
     assert policy.config.embed_dim == 512 and policy.config.image_size == 32
     action = policy.select_action({OBS_EMBEDDING: torch.zeros(512), OBS_STATE: torch.zeros(8)})
     assert action.shape == (4,)
+    # The saved policy carries its encoder: rebuilt from the recorded path, checked by digest.
+    assert policy.config.encoder_checkpoint == str(weights.resolve())
+    assert BCMLPProcessor.frozen_encoder(policy).backend in ('onnxruntime', 'eager')
+    other = save_encoder(create_encoder('r3m_resnet18'), tmp_path / 'other')
+    with pytest.raises(ValueError, match='trained on embeddings of weights'):
+        BCMLPProcessor.frozen_encoder(policy, checkpoint=str(other))
+    weights.rename(tmp_path / 'moved')
+    with pytest.raises(FileNotFoundError, match='recorded by the policy'):
+        BCMLPProcessor.frozen_encoder(policy)
+
+
+def test_the_evaluation_processor_feeds_croco_imagenet_normalised_frames(tmp_path):
+    import copy
+
+    from embodied_vision.checkpoints import save_encoder
+    from embodied_vision.data.images import to_batch
+    from embodied_vision.deploy.cache import weights_digest
+    from embodied_vision.policies import OBS_IMAGE
+    from embodied_vision.policies.processor import make_processor
+    from tests.numerics import assert_fp32_close
+    torch.manual_seed(0)
+    vit = create_encoder('croco_vit_base', img_size=32, enc_embed_dim=16, enc_depth=2,
+                         enc_num_heads=2)
+    export = save_encoder(vit, tmp_path / 'croco')
+    policy = make_policy('bc_mlp', embed_dim=16, state_dim=0, action_dim=4,
+                         encoder_name='croco_vit_base', encoder_checkpoint=str(export),
+                         encoder_weights_sha256=weights_digest(vit), image_size=32)
+    encoder = policy.processor_class.frozen_encoder(policy)
+    frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    got = make_processor(policy, encoder=encoder)({OBS_IMAGE: frame})[OBS_EMBEDDING]
+    pixels = to_batch([frame], (32, 32)).double() / 255
+    mean = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        exact = copy.deepcopy(vit).double()((pixels - mean) / std)[0]
+    assert_fp32_close(got, exact, vit, what='processor vs normalised float64')

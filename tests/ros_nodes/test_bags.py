@@ -95,7 +95,7 @@ def test_replay_writes_embeddings_stamped_with_their_source(tmp_path, checkpoint
     assert meta['stamps_ns'] == stamps and meta['log_times_ns'] == log_times
 
 
-def test_replay_to_safetensors_and_unknown_topic(tmp_path, checkpoint):
+def test_replay_to_safetensors_and_unknown_topic(tmp_path, checkpoint, capsys):
     from safetensors.torch import load_file
     _, stamps, _ = _write_bag(tmp_path / 'in', StoragePlugin.MCAP)
     out = tmp_path / 'emb.safetensors'
@@ -105,9 +105,29 @@ def test_replay_to_safetensors_and_unknown_topic(tmp_path, checkpoint):
     tensors = load_file(str(out))
     assert tensors['embeddings'].shape == (4, 512)
     assert tensors['stamps_ns'].tolist() == stamps
-    with pytest.raises(ValueError, match='/cam/image_raw'):
-        replay_main([str(tmp_path / 'in'), '--topic', '/nope', '--backend', 'eager',
-                     '--out', str(out)])
+    assert replay_main([str(tmp_path / 'in'), '--topic', '/nope', '--backend', 'eager',
+                        '--out', str(out)]) == 2
+    assert "no topic '/nope'; image topics: ['/cam/image_raw']" in capsys.readouterr().err
+    assert replay_main([str(tmp_path / 'missing'), '--topic', '/nope', '--out', str(out)]) == 2
+    assert 'no such rosbag2 folder' in capsys.readouterr().err
+
+
+def test_replay_feeds_croco_imagenet_normalised_frames(tmp_path):
+    torch.manual_seed(0)
+    vit = create_encoder('croco_vit_base', img_size=32, enc_embed_dim=16, enc_depth=2,
+                         enc_num_heads=2)
+    export = save_encoder(vit, tmp_path / 'croco')
+    frames, _, _ = _write_bag(tmp_path / 'in', StoragePlugin.MCAP)
+    out = tmp_path / 'emb.npy'
+    assert replay_main([str(tmp_path / 'in'), '--topic', '/cam/image_raw', '--encoder',
+                        'croco_vit_base', '--checkpoint', str(export), '--backend', 'eager',
+                        '--size', '32', '--out', str(out)]) == 0
+    pixels = to_batch(frames, (32, 32)).double() / 255
+    mean = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        exact = copy.deepcopy(vit).double()((pixels - mean) / std).numpy()
+    assert_fp32_close(np.load(out), exact, vit, what='replay vs normalised float64')
 
 
 def test_record_writes_a_sim_episode(tmp_path, capsys):

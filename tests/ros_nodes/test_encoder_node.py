@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.numerics import assert_fp32_close
 from tests.ros_nodes.conftest import diagnostics_of, wait_for, wait_matched, wait_subscribed
 
 rclpy = pytest.importorskip('rclpy')
@@ -158,21 +159,35 @@ def test_bad_checkpoint_fails_configure_cleanly(ros_context, tmp_path):
         node.destroy_node()
 
 
-def test_an_encoder_whose_contract_refuses_camera_frames_fails_configure_by_name(
-        ros_context, tmp_path):
-    # CroCo takes ImageNet-normalised floats; the node feeds uint8 frames. The contract says
-    # so at configure, before any export, instead of torch failing inside a convolution.
+def test_a_croco_node_feeds_imagenet_normalised_frames(ros_context, tmp_path):
+    # CroCo takes ImageNet-normalised floats, normalised by the caller as upstream: the node
+    # does it (InputContract.from_pixels) after the same resize + crop as for R3M.
+    import copy
+    torch.manual_seed(0)
+    vit = create_encoder('croco_vit_base', img_size=32, enc_embed_dim=16, enc_depth=2,
+                         enc_num_heads=2)
+    export = save_encoder(vit, tmp_path / 'croco')
     node = EncoderNode('croco_node', context=ros_context, parameter_overrides=_params(
-        '', encoder_name='croco_v2_vit_base', backend='onnxruntime',
-        engine_cache_dir=str(tmp_path)))
+        export, encoder_name='croco_vit_base', network_image_width=32,
+        network_image_height=32))
     try:
-        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-        assert node.model is None and list(tmp_path.iterdir()) == []  # nothing exported
-        error = node.diagnostic_values()['configure_error']
-        assert 'TypeError' in error and "expects dtype in ('float32'" in error
-        assert 'torch.uint8' in error and 'ImageNet-normalised' in error
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        frame = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        got = node.model(node.preprocess(frame)).numpy()
+        pixels = to_batch([frame], (32, 32)).double() / 255
+        mean = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1)
+        with torch.inference_mode():
+            exact = copy.deepcopy(vit).double()((pixels - mean) / std).numpy()
+        assert_fp32_close(got, exact, vit, what='croco node vs normalised float64')
     finally:
         node.destroy_node()
+
+
+def test_two_view_models_are_refused_as_a_parameter(ros_context, checkpoint):
+    with pytest.raises(InvalidParameterValueException, match='not an encoder of image input'):
+        EncoderNode('pair_as_encoder', context=ros_context, parameter_overrides=_params(
+            checkpoint, encoder_name='croco_v2_pair_vit_base_smalldec'))
 
 
 @pytest.mark.parametrize('shape', [(480, 640, 3), (37, 91, 3)])
