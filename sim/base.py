@@ -256,8 +256,10 @@ class TabletopEnv(PerceptionMixin, gym.Env):
 
     @property
     def gripper_width(self) -> float:
-        """Current opening between the finger pads, metres."""
-        return float(self.data.qpos[self._fingers].sum())
+        """Current opening between the finger pads, metres. Fingers squeezed together
+        press past their joint limits (soft constraints: up to ~6 mm); the width then reads
+        0, as a real gripper's would."""
+        return max(0.0, float(self.data.qpos[self._fingers].sum()))
 
     @property
     def instruction(self) -> str:

@@ -176,3 +176,18 @@ def test_shadows_option():
     b, _ = flat.reset(seed=0)
     assert not np.array_equal(a['front/rgb'], b['front/rgb'])
     np.testing.assert_array_equal(a['front/depth'], b['front/depth'])
+
+
+@pytest.mark.parametrize('task', sorted(TASKS))
+def test_expert_episodes_stay_inside_the_observation_space(task):
+    # Fingers pressed together (Push closes them) used to read a width of -5.8 mm, below
+    # the Box's 0: every observation of an expert episode is in the space.
+    env = make(task)
+    obs, _ = env.reset(seed=0)
+    space = env.observation_space
+    for step in range(200):
+        assert space['proprio'].contains(obs['proprio']), (task, step, obs['proprio'])
+        obs, _, terminated, truncated, _ = env.step(env.unwrapped.expert_action())
+        if terminated or truncated:
+            break
+    env.close()
