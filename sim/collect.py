@@ -20,7 +20,6 @@ from tqdm import tqdm
 from embodied_vision.configs import compose_config as compose_package_config
 from embodied_vision.data.episodes import EpisodeBuffer, EpisodeWriter
 from embodied_vision.sim.base import EVALUATION_SEED_BASE
-from embodied_vision.sim.registration import env_id
 from embodied_vision.sim.tasks import TASKS
 
 __all__ = ['collect', 'compose_config', 'main']
@@ -53,23 +52,10 @@ def _env_kwargs(cfg: DictConfig) -> dict:
 
 
 def _make_envs(cfg: DictConfig):
-    import gymnasium as gym
-
-    import embodied_vision.sim  # noqa: F401  (registers the ids)
-
-    eid = env_id(cfg.task)
-    kwargs = _env_kwargs(cfg)
-    if cfg.max_episode_steps is not None:
-        kwargs['max_episode_steps'] = int(cfg.max_episode_steps)
-
-    def make():
-        return gym.make(eid, **kwargs)
-
-    fns = [make] * int(cfg.num_envs)
-    if cfg.vector == 'async':
-        return gym.vector.AsyncVectorEnv(fns, shared_memory=False, context='spawn',
-                                         autoreset_mode=AutoresetMode.DISABLED)
-    return gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED)
+    from embodied_vision.sim.vector import make_vector_env
+    return make_vector_env(cfg.task, int(cfg.num_envs), asynchronous=cfg.vector == 'async',
+                           max_episode_steps=cfg.max_episode_steps,
+                           autoreset_mode=AutoresetMode.DISABLED, **_env_kwargs(cfg))
 
 
 def _slice(obs: dict, i: int) -> dict:

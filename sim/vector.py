@@ -10,6 +10,7 @@ autoreset mode). Async workers start with the `spawn` method by default, so no O
 is inherited from the parent process.
 """
 import gymnasium as gym
+from gymnasium.vector import AutoresetMode
 
 from embodied_vision.sim.registration import env_id
 
@@ -18,6 +19,7 @@ __all__ = ['make_vector_env']
 
 def make_vector_env(task: str, num_envs: int = 2, asynchronous: bool = False,
                     context: str | None = 'spawn', max_episode_steps: int | None = None,
+                    autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
                     **env_kwargs) -> gym.vector.VectorEnv:
     """Make `num_envs` copies of `embodied_vision/<task>-v0` in a vector env.
 
@@ -28,6 +30,7 @@ def make_vector_env(task: str, num_envs: int = 2, asynchronous: bool = False,
             them in turn in this process (`SyncVectorEnv`).
         context: multiprocessing start method for async workers.
         max_episode_steps: override the task's time limit.
+        autoreset_mode: gymnasium's autoreset mode (`DISABLED`: the caller resets).
         **env_kwargs: forwarded to `TabletopEnv`.
     """
     if int(num_envs) < 1:
@@ -42,5 +45,6 @@ def make_vector_env(task: str, num_envs: int = 2, asynchronous: bool = False,
 
     fns = [make for _ in range(int(num_envs))]
     if asynchronous:
-        return gym.vector.AsyncVectorEnv(fns, context=context, shared_memory=False)
-    return gym.vector.SyncVectorEnv(fns)
+        return gym.vector.AsyncVectorEnv(fns, context=context, shared_memory=False,
+                                         autoreset_mode=autoreset_mode)
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=autoreset_mode)

@@ -61,6 +61,16 @@ def test_collect_end_to_end(tmp_path):
     sample = dataset[0]
     assert sample['obs']['front/rgb'].shape == (3, 16, 16)
     assert sample['stage_text'] == 'moving to the red target'
+    # Async workers (spawned: they import the env registry themselves) record the same.
+    spawned = tmp_path / 'async.hdf5'
+    assert main(['task=Reach', 'domain=real', 'n=2', f'out={spawned}', 'cameras=[front,wrist]',
+                 'size=16', 'seed=3', 'num_envs=2', 'vector=async', 'progress=false']) == 0
+    with EpisodeReader(out) as sync, EpisodeReader(spawned) as workers:
+        by_seed = {workers.attrs(i)['seed']: i for i in range(2)}
+        for i in range(2):
+            j = by_seed[sync.attrs(i)['seed']]
+            np.testing.assert_array_equal(sync.episode(i)['actions'],
+                                          workers.episode(j)['actions'])
 
 
 def test_collect_reports_bad_arguments(tmp_path, capsys):
