@@ -37,6 +37,7 @@ published). Bad input (an encoding other than rgb8,
 bgr8, rgba8, bgra8, mono8; step/size mismatch; truncated data) is logged with a throttle,
 counted as `rejected`, and produces no output.
 """
+import sys
 import time
 import warnings
 
@@ -264,4 +265,4 @@ def main(args=None) -> int:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

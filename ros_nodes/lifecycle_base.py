@@ -12,6 +12,8 @@ The base wires the concerns, each in its own module, to one `rclpy.lifecycle.Lif
 Threads that work on the newest frame are in `workers.py`, exact-stamp pairing in
 `exact_sync.py`, approximate pairing in `approximate_sync.py`.
 """
+import sys
+
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile
 
@@ -135,6 +137,7 @@ class ManagedNode(LifecycleNode):
 
     def bring_up(self) -> bool:
         """configure + activate; True when the node ends up active."""
+        self.get_logger().info('configuring')
         if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
             return False
         return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -143,6 +146,7 @@ class ManagedNode(LifecycleNode):
 def run_node(node_class, args=None) -> int:
     """`main()` body shared by the nodes: init, optional autostart, spin, clean exit."""
     import rclpy
+    from rclpy.exceptions import ParameterException
     from rclpy.executors import (
         ExternalShutdownException,
         MultiThreadedExecutor,
@@ -150,7 +154,7 @@ def run_node(node_class, args=None) -> int:
     )
 
     rclpy.init(args=args)
-    node = None
+    node, code = None, 0
     try:
         node = node_class()
         if node.param('autostart') and not node.bring_up():
@@ -163,9 +167,29 @@ def run_node(node_class, args=None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except ParameterException as err:  # a bad start-up value: one line, not a traceback
+        print(f'{node_class.__name__}: {err}', file=sys.stderr)
+        code = 1
+    except Exception:
+        # A signal (SIGTERM / SIGINT) shuts the context down at any moment, e.g. while a
+        # configure transition is compiling: the transition then fails to publish its
+        # event, and a timer may fail to publish diagnostics. That is a shutdown, not an
+        # error; anything raised while the context is still valid is one.
+        if rclpy.ok():
+            raise
     finally:
         if node is not None:
-            node.release()
-            node.destroy_node()
+            _quietly(node.release)
+            _quietly(node.destroy_node)
         rclpy.try_shutdown()
-    return 0
+    return code
+
+
+def _quietly(step) -> None:
+    """Run a shutdown step; a context already shut down makes some rcl calls raise."""
+    import rclpy
+    try:
+        step()
+    except Exception:
+        if rclpy.ok():
+            raise

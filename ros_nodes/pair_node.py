@@ -41,6 +41,7 @@ non-finite model output) is logged with a throttle, counted as `rejected`, and p
 output. Stages timed: `convert` (both views), `sync_wait` (first view's arrival -> pair
 complete), `queue`, `preprocess`, `inference`, `postprocess`, `publish`, `total`.
 """
+import sys
 import time
 import warnings
 
@@ -381,4 +382,4 @@ def main(args=None) -> int:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

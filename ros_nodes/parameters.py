@@ -16,8 +16,18 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.exceptions import InvalidParameterValueException, ParameterException
 
-__all__ = ['ParamSpec', 'declare_parameters']
+__all__ = ['NodeParameterError', 'ParamSpec', 'declare_parameters']
+
+
+class NodeParameterError(InvalidParameterValueException):
+    """A start-up value refused at declaration: one line naming the parameter, the value
+    and what is allowed (rclpy's own message folds the reason into a longer sentence)."""
+
+    def __init__(self, name: str, reason: str):
+        Exception.__init__(self, f'invalid parameter {name}: {reason}')
+        self.name, self.reason = name, reason
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,8 @@ def declare_parameters(node, specs: dict[str, ParamSpec],
     """Declare every spec on `node` behind an on-set check: the spec's own (`check`), then
     `validate(name, value) -> ''` or the reason, for checks beyond the table."""
 
+    rejected: list[str] = []
+
     def on_set(params) -> SetParametersResult:
         for p in params:
             spec = specs.get(p.name)
@@ -87,9 +99,18 @@ def declare_parameters(node, specs: dict[str, ParamSpec],
             reason = reason or validate(p.name, p.value)
             if reason:
                 node.get_logger().warning(f'rejected parameter: {reason}')
+                rejected.append(reason)
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
     for spec in specs.values():
-        node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        rejected.clear()
+        try:
+            node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        except ParameterException as err:  # a start-up override refused
+            # by our check (its reason), or by rclpy's descriptor range before it
+            override = getattr(node, '_parameter_overrides', {}).get(spec.name)
+            reason = rejected[-1] if rejected else \
+                (override is not None and spec.check(override.value)) or str(err)
+            raise NodeParameterError(spec.name, reason) from None

@@ -49,6 +49,7 @@ Planner settings that can be changed at runtime:
 """
 import dataclasses
 import re
+import sys
 import threading
 import time
 
@@ -355,4 +356,4 @@ def main(args=None) -> int:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

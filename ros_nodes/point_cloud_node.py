@@ -54,6 +54,7 @@ diagnostics): `empty`, `malformed` (point_step, row_step, fields, data size), `n
 rotation, normalisation), `inference`, `classify`, `publish`, `total` (arrival -> published).
 """
 from dataclasses import replace
+import sys
 import time
 
 import numpy as np
@@ -512,4 +513,4 @@ def main(args=None) -> int:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -28,6 +28,7 @@ Bad input (wrong embedding size or encoding, a non-colour or malformed frame, an
 acting before any instruction, NaN, wrong action length) is rejected and
 counted; incomplete stamps older than `sync_queue_size` newer ones are dropped and counted.
 """
+import sys
 import threading
 import time
 
@@ -291,4 +292,4 @@ def main(args=None) -> int:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -33,6 +33,7 @@ Stepping (`step_mode`):
 Services: `reset` (std_srvs/Trigger) starts a new episode and answers with its instruction.
 All MuJoCo calls run on one dedicated thread (EGL contexts are bound to a thread).
 """
+import sys
 import threading
 import time
 
@@ -426,4 +427,4 @@ def main(args=None) -> int:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -40,6 +40,7 @@ quaternion), `pose_frame` (not `frame_id`), `stale_pose`, `missing_pose`,
 `labels` (the voxel-labelling model, when set), `total` (first arrival -> published).
 """
 from collections import deque
+import sys
 import threading
 import time
 
@@ -476,4 +477,4 @@ def main(args=None) -> int:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -70,3 +70,44 @@ def test_encoder_node_process_embeds_frames_and_exits_on_sigint(tmp_path, probe)
             process.kill()
             raise
     assert code == 0, process.stdout.read().decode()[-2000:]
+
+
+def _node_process(params: dict, name: str):
+    command = [sys.executable, '-m', 'embodied_vision.ros_nodes.encoder_node', '--ros-args',
+               '-r', f'__node:={name}']
+    for key, value in params.items():
+        command += ['-p', f'{key}:={value}']
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def test_a_bad_start_up_parameter_is_one_line_and_exit_1():
+    cases = {'encoder_name': 'bogus', 'backend': 'foo', 'device': 'gpu', 'input_qos': 'fast',
+             'network_image_width': -5}
+    processes = {key: _node_process({key: value}, f'bad_{key}')
+                 for key, value in cases.items()}  # in parallel: each imports torch
+    for key, process in processes.items():
+        out, _ = process.communicate(timeout=2 * DEADLINE)
+        errors = [line for line in out.splitlines() if 'Traceback' in line or 'File "' in line]
+        assert process.returncode == 1 and not errors, out
+        assert f'invalid parameter {key}: {key}={cases[key]!r}' in out, out
+
+
+def test_sigterm_while_configuring_exits_0(tmp_path):
+    # autostart compiles an ONNX Runtime engine (seconds); SIGTERM lands in the middle of it.
+    process = _node_process({'autostart': 'true', 'encoder_name': 'r3m_resnet18',
+                             'backend': 'onnxruntime', 'device': 'cpu',
+                             'engine_cache_dir': str(tmp_path)}, 'term_while_configuring')
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if 'configuring' in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    try:
+        out, _ = process.communicate(timeout=2 * DEADLINE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    assert process.returncode == 0, ''.join(lines) + out
+    assert 'Traceback' not in out, out
