@@ -158,3 +158,21 @@ def test_executables_are_console_scripts_with_main():
     if not found:
         pytest.skip('the node console_scripts are not wired into setup.py yet')
     assert found == set(NODE_EXECUTABLES), f'missing: {set(NODE_EXECUTABLES) - found}'
+
+
+def _declared_arguments(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {_const(call.args[0]) for call in _calls(tree, 'DeclareLaunchArgument')}
+
+
+def test_readme_launch_commands_pass_only_declared_arguments():
+    # `ros2 launch` ignores an undeclared `name:=value` silently (the README once passed
+    # encoder.launch.py an `input_topic` it does not declare: nothing was embedded).
+    text = (ROOT / 'README.md').read_text().replace('\\\n', ' ')
+    commands = re.findall(r'ros2 launch embodied_vision (\S+\.launch\.py)([^\n`]*)', text)
+    assert len(commands) >= 4
+    for launch_file, rest in commands:
+        given = set(re.findall(r'(\w+):=', rest))
+        declared = _declared_arguments(LAUNCH / launch_file)
+        assert given <= declared, f'{launch_file}: {sorted(given - declared)} not declared ' \
+                                  f'(declared: {sorted(declared)})'
