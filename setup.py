@@ -27,11 +27,11 @@ CORE = TORCH + [
     'imageio>=2.34',
     'imageio-ffmpeg>=0.5',
     'scikit-learn>=1.3',  # the linear-SVM protocol of point-cloud pretraining
+    'h5py>=3.10',  # episode, view-pair, grid and shape files: training reads them
 ]
 EXTRAS = {
     # fpsample: the CPU farthest point sampling of layers/point_ops.py (optional there)
-    'sim': ['mujoco>=3.2', 'gymnasium>=1.0', 'open3d>=0.18', 'h5py>=3.10',
-            'fpsample>=0.3.3'],
+    'sim': ['mujoco>=3.2', 'gymnasium>=1.0', 'open3d>=0.18', 'fpsample>=0.3.3'],
     'ros': [
         'ros-jazzy-rclpy[fastrtps]',
         'ros-jazzy-sensor-msgs',

@@ -322,14 +322,26 @@ def main(argv: list[str] | None = None) -> int:
                         else logging.WARNING, format='%(levelname)s %(name)s: %(message)s')
     if argv and argv[0] in DELEGATED_COMMANDS:
         module, function = DELEGATED_COMMANDS[argv[0]][0].split(':')
-        return getattr(importlib.import_module(module), function)(argv[1:])
+        return _reported(argv[0], lambda: getattr(importlib.import_module(module),
+                                                  function)(argv[1:]), (ValueError, OSError))
     args = _parser().parse_args(argv)
+    return _reported(args.command, lambda: args.func(args),
+                     (ValueError, ImportError, RuntimeError, OSError))
+
+
+def _reported(command: str, run, errors: tuple) -> int:
+    """`run()`'s exit code; a user error (`errors`, or a missing extra) is one line on
+    stderr and exit code 2 (`-v` logs the traceback too)."""
+    from embodied_vision.utils import missing_extra_message
     try:
-        return args.func(args)
-    except (ValueError, ImportError, RuntimeError, OSError) as err:
-        _logger.debug('failed', exc_info=True)
-        print(f'embodied-vision {args.command}: error: {err}', file=sys.stderr)
-        return 2
+        return run()
+    except ModuleNotFoundError as err:
+        message = missing_extra_message(err, f'embodied-vision {command}')
+    except errors as err:
+        message = str(err)
+    _logger.debug('failed', exc_info=True)
+    print(f'embodied-vision {command}: error: {message}', file=sys.stderr)
+    return 2
 
 
 if __name__ == '__main__':

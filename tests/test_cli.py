@@ -181,3 +181,36 @@ def test_encode_refuses_a_pair_model_and_skips_unreadable_frames(tmp_path, frame
     meta = json.loads(out.with_suffix('.json').read_text())
     assert np.load(out).shape == (4, 512) and meta['skipped'] == ['02.png']
     assert '02.png' not in meta['names'] and 'skipped 1 unreadable' in capsys.readouterr().out
+
+
+def test_delegated_commands_report_user_errors_in_one_line(tmp_path, capsys):
+    pytest.importorskip('mujoco')
+    cases = [(['evaluate', 'scripted_expert', '--task', 'NoSuchTask', '--episodes', '1'],
+              "--task 'NoSuchTask' is not one of"),
+             (['train'], 'no task: pick an experiment'),
+             (['train', 'experiment=bc_mlp', f'hydra.run.dir={tmp_path / "run"}'],
+              'task.episodes is required'),
+             (['train', 'experiment=bc_mlp', f'task.episodes=[{tmp_path}/none.hdf5]',
+               f'hydra.run.dir={tmp_path / "run"}'], 'episode files not found'),
+             (['pipeline', str(tmp_path / 'nope.yaml')], 'does not exist')]
+    for argv, message in cases:
+        try:
+            code = main(argv)
+        except SystemExit as exit_:  # hydra's entry point exits
+            code = exit_.code
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, (argv, err)
+        assert 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_missing_extra_is_named_in_one_line(capsys, monkeypatch):
+    import embodied_vision.cli as cli
+
+    def needs_mujoco(argv):
+        raise ModuleNotFoundError("No module named 'mujoco'", name='mujoco')
+    monkeypatch.setitem(cli.DELEGATED_COMMANDS, 'collect', ('tests.test_cli:_unused', ''))
+    monkeypatch.setattr(cli.importlib, 'import_module',
+                        lambda name: type('M', (), {'_unused': staticmethod(needs_mujoco)}))
+    assert main(['collect', 'task=Reach']) == 2
+    assert "mujoco is not installed (needed for embodied-vision collect): pip install " \
+           "'embodied_vision[sim]'" in capsys.readouterr().err

@@ -288,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
             args.task, args.domain, args.task_options, labelled = _merged(
                 args.merge, args.task, args.domain, args.task_options)
         args.task, args.domain = args.task or 'PickPlace', args.domain or 'sim'
+        from embodied_vision.sim import TASKS
+        if args.policies and args.task not in TASKS:
+            raise ValueError(f'--task {args.task!r} is not one of {sorted(TASKS)}')
         args.task_options = args.task_options or {}
         labelled += [(spec.partition('=')[0] if '=' in spec else spec,
                       evaluate_policy_path(spec.partition('=')[2] or spec, args))

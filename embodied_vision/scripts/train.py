@@ -10,11 +10,14 @@ checkpoint. Multi-GPU / multi-node:
 """
 from importlib import resources
 import logging
+import os
 import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from embodied_vision.training import (
     Trainer,
@@ -33,7 +36,7 @@ _logger = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict:
     """Build the task from `cfg` and train it; returns the run summary."""
     if cfg.get('task') is None or OmegaConf.is_missing(cfg.task, 'name'):
-        raise ValueError('no task: pick an experiment, e.g. `embodied-vision train '
+        raise ConfigError('no task: pick an experiment, e.g. `embodied-vision train '
                          'experiment=lang4sim2real_pretrain` (`embodied-vision train --help` '
                          'lists them)')
     trainer_fields = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -41,13 +44,38 @@ def train(cfg: DictConfig) -> dict:
         trainer_fields['out_dir'] = HydraConfig.get().runtime.output_dir
     trainer_cfg = TrainerConfig(seed=cfg.seed, **trainer_fields)
     seed_everything(cfg.seed)  # the task builds its model: its initialisation follows `seed`
-    task = hydra.utils.instantiate(cfg.task, _convert_='all')
-    optimizer = hydra.utils.instantiate(cfg.optimizer)
-    scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get('scheduler') else None
+    try:
+        task = hydra.utils.instantiate(cfg.task, _convert_='all')
+        optimizer = hydra.utils.instantiate(cfg.optimizer)
+        scheduler = hydra.utils.instantiate(cfg.scheduler) if cfg.get('scheduler') else None
+    except (InstantiationException, OmegaConfBaseException) as err:
+        raise ConfigError(_config_reason(err)) from err
     summary = Trainer(trainer_cfg, task, optimizer, scheduler).fit()
     if summary:
         _logger.info('finished %s: %s', cfg.name, summary.get('final'))
     return summary
+
+
+class ConfigError(ValueError):
+    """The experiment's config does not build its task (a missing or bad value, a missing
+    file or extra): reported in one line before any training."""
+
+
+def _config_reason(err: Exception) -> str:
+    """One line for a config error: the cause hydra wraps, or omegaconf's first line."""
+    from embodied_vision.utils import missing_extra_message
+    cause = err
+    while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    if isinstance(cause, ModuleNotFoundError):
+        return missing_extra_message(cause, 'this experiment')
+    if isinstance(cause, MissingMandatoryValue):
+        key = getattr(cause, 'full_key', '') or str(cause).splitlines()[0]
+        return f'{key} is required: set it on the command line ({key}=...)'
+    text = str(cause).splitlines()[0] if str(cause) else ''
+    if isinstance(cause, (ValueError, OSError)):
+        return text
+    return f'{type(cause).__name__}: {text} (HYDRA_FULL_ERROR=1 prints the traceback)'
 
 
 def _experiments() -> dict[str, str]:
@@ -92,7 +120,13 @@ def train_help() -> str:
 @hydra.main(version_base='1.3', config_path='pkg://embodied_vision.configs',
             config_name='train')
 def _hydra_main(cfg: DictConfig) -> None:
-    train(cfg)
+    try:
+        train(cfg)
+    except ConfigError as err:
+        if os.environ.get('HYDRA_FULL_ERROR') == '1':
+            raise
+        print(f'embodied-vision train: error: {err}', file=sys.stderr)
+        sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> int:

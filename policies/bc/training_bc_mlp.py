@@ -113,6 +113,9 @@ class BCMLPTask:
                  dataset: Mapping[str, torch.Tensor] | None = None, model=None):
         from embodied_vision.policies.factory import make_policy
         if dataset is None:
+            missing = [str(p) for p in episodes if not Path(p).is_file()]
+            if missing:  # before the encoder is built
+                raise FileNotFoundError(f'episode files not found: {missing}')
             from embodied_vision.data.episodes import EpisodeReader
             from embodied_vision.deploy.cache import weights_digest
             from embodied_vision.encoders import encoder_for_inference
