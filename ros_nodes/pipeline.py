@@ -19,6 +19,7 @@ success rate and the per-stage latency of every node and shuts everything down c
 """
 import argparse
 import json
+import os
 from pathlib import Path
 import sys
 import threading
@@ -49,12 +50,35 @@ def node_class_for(name: str):
                      f'{sorted(NODE_CLASSES)} (the name must equal or end with one)')
 
 
-def read_config(path: str | Path) -> dict[str, dict]:
-    """`{node_name: parameters}` of a ROS 2 parameter file (without the `/**` entry)."""
-    import yaml
+def config_folders() -> list[Path]:
+    """Where the packaged `launch/config` files are: a pip install's
+    `<prefix>/share/embodied_vision`, a colcon install's (`AMENT_PREFIX_PATH`), a checkout."""
+    prefixes = [sys.prefix, *filter(None, os.environ.get('AMENT_PREFIX_PATH', '').split(':'))]
+    folders = [Path(p) / 'share' / 'embodied_vision' / 'launch' / 'config' for p in prefixes]
+    folders.append(Path(__file__).resolve().parents[1] / 'launch' / 'config')
+    return [f for f in dict.fromkeys(folders) if f.is_dir()]
+
+
+def resolve_config(path: str | Path) -> Path:
+    """`path` itself when it exists, else the packaged config of that name (`demo`,
+    `demo.yaml` or `launch/config/demo.yaml` from any directory)."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f'pipeline config {path} does not exist')
+    if path.exists():
+        return path
+    name = path.name if path.suffix else f'{path.name}.yaml'
+    for folder in config_folders():
+        if (folder / name).is_file():
+            return folder / name
+    packaged = sorted({f.stem for folder in config_folders() for f in folder.glob('*.yaml')})
+    raise FileNotFoundError(f'pipeline config {path} does not exist here, nor is it a '
+                            f'packaged config (packaged: {", ".join(packaged) or "none"})')
+
+
+def read_config(path: str | Path) -> dict[str, dict]:
+    """`{node_name: parameters}` of a ROS 2 parameter file (without the `/**` entry);
+    `path` as `resolve_config` finds it."""
+    import yaml
+    path = resolve_config(path)
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f'{path}: expected a mapping of node names, got {type(data).__name__}')

@@ -62,6 +62,21 @@ def test_config_is_checked(tmp_path):
     assert node_class_for('wrist_encoder_node')[0] == 'encoder_node'
 
 
+def test_packaged_configs_are_found_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not the checkout: `launch/config/demo.yaml` is not here
+    expected = read_config(DEMO)
+    for name in ('demo', 'demo.yaml', 'launch/config/demo.yaml'):
+        assert read_config(name) == expected
+    # a pip install's share/embodied_vision is searched first
+    share = tmp_path / 'prefix' / 'share' / 'embodied_vision' / 'launch' / 'config'
+    share.mkdir(parents=True)
+    (share / 'demo.yaml').write_text(yaml.safe_dump({'sim_node': {'ros__parameters': {}}}))
+    monkeypatch.setattr('sys.prefix', str(tmp_path / 'prefix'))
+    assert set(read_config('demo')) == {'sim_node'}
+    with pytest.raises(FileNotFoundError, match='packaged: .*demo'):
+        read_config('nonesuch.yaml')
+
+
 def test_lang4sim2real_policy_closes_the_loop(tmp_path, capsys):
     """A saved l4s_bc policy drives the real-domain sim through policy_node (no encoder)."""
     import torch
