@@ -104,8 +104,11 @@ def evaluate(policy, make_env: Callable, episodes: int = 50, seed: int = 0,
     _check_features(processor)
     env = make_env()
     per_episode, videos = [], []
+    from tqdm import tqdm
+    name = getattr(policy, 'name', type(policy).__name__)
     try:
-        for k in range(episodes):
+        for k in tqdm(range(episodes), desc=f'evaluate {name} (seed {seed})', unit='episode',
+                      disable=None, leave=False):
             obs, info = env.reset(seed=seed + k)
             processor.start_episode(_episode_inputs(processor, make_env, seed + k, camera))
             frames, steps, done = [obs.get(f'{camera}/rgb')], 0, False

@@ -127,13 +127,16 @@ def benchmark_encoder(encoder, backends: Sequence[str], batch_sizes: Sequence[in
     from embodied_vision.deploy.compile import compile as compile_encoder
     size = tuple(input_size or encoder.input_contract.default_size)
     runners = {}
-    for backend in dict.fromkeys(['eager', *backends]):
+    from tqdm import tqdm
+    name = getattr(encoder, 'name', type(encoder).__name__)
+    for backend in tqdm(dict.fromkeys(['eager', *backends]), desc=f'bench {name}: compile',
+                        disable=None, leave=False):
         runners[backend] = compile_encoder(encoder, backend, device=device, input_size=size,
                                            **compile_options)
     rows = []
     generator = torch.Generator().manual_seed(1)
     rounds = max(1, min(rounds, iterations))
-    for batch in batch_sizes:
+    for batch in tqdm(batch_sizes, desc=f'bench {name}: batches', disable=None, leave=False):
         inputs = encoder.example_inputs(batch_size=batch, size=size, generator=generator)
         inputs = tuple(x.round().to(torch.uint8) for x in inputs) \
             if encoder.input_contract.value_range == (0.0, 255.0) else inputs
