@@ -117,11 +117,16 @@ eval-mbs: $(STAMP)
 
 install: $(STAMP)
 
+# robomimic's dataset loaders, for the test that they read our episode files; its own
+# dependencies (egl_probe builds from source, tensorboard) are not needed to read datasets.
+NO_DEPS_PACKAGES = robomimic==0.3.0 termcolor==3.3.0
+
 $(STAMP): setup.py constraints.txt
 	@$(MAKE) --no-print-directory system-deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --prefer-binary -c constraints.txt -e '.[$(EXTRAS)]'
+	$(PY) -m pip install -q --no-deps $(NO_DEPS_PACKAGES)
 	@rm -f $(VENV)/.installed-* && touch $@
 
 system-deps:

@@ -353,9 +353,23 @@ class TabletopEnv(PerceptionMixin, gym.Env):
             self._expert = self.task.make_expert(self)
         return np.asarray(self._expert.act(), dtype=np.float32)
 
+    def get_state(self) -> np.ndarray:
+        """The physics state as a flat float64 vector (`mj_getState` with
+        `mjSTATE_INTEGRATION`: time, qpos, qvel, actuators, mocap, ...), what robomimic
+        datasets store under `states`."""
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mujoco.mj_stateSize(self.model, spec))
+        mujoco.mj_getState(self.model, self.data, state, spec)
+        return state
+
     def describe(self) -> dict:
         """JSON-serialisable metadata: task, domain, control, cameras and their parameters."""
         return {
+            # robomimic's env metadata (EnvUtils: env_name, type 2 = gym, env_kwargs)
+            'env_name': f'embodied_vision/{self.task.name}-v0', 'type': 2,
+            'env_kwargs': {'task_options': dict(getattr(self.task, 'option_values', {})),
+                           'cameras': list(self.cameras), 'image_size': list(self.image_size),
+                           'depth': self.depth},
             'task': self.task.name,
             'task_options': dict(getattr(self.task, 'option_values', {})),
             'domain': asdict(self.domain),

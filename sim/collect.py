@@ -114,6 +114,7 @@ def collect(cfg: DictConfig) -> dict:
         with EpisodeWriter(cfg.out, env_args=env_args, compression=cfg.compression) as writer:
             while written < n and active.any():
                 actions = np.stack(envs.call('expert_action'))
+                states = envs.call('get_state')
                 if cfg.expert_noise:
                     jitter = np.stack([rng.normal(0.0, cfg.expert_noise, 3) for rng in noise])
                     actions[:, :3] = np.clip(actions[:, :3] + jitter, -1.0, 1.0)
@@ -121,7 +122,8 @@ def collect(cfg: DictConfig) -> dict:
                 done = terminated | truncated
                 for i in np.flatnonzero(active):
                     info = _info(infos, i)
-                    buffers[i].add(_slice(obs, i), actions[i], rewards[i], done[i], info)
+                    buffers[i].add(_slice(obs, i), actions[i], rewards[i], done[i], info,
+                                   next_obs=_slice(next_obs, i), state=states[i])
                 obs = next_obs
                 finished = np.flatnonzero(done & active)
                 if not len(finished):

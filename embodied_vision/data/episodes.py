@@ -15,8 +15,8 @@ was chosen from)::
                                                camera_params (JSON: per camera K 3x3 and
                                                T_world_cam 4x4, OpenCV convention, at reset),
                                                plus any extra attrs given to the writer
-    data/demo_<i>/obs/<camera>/rgb      uint8   (T, H, W, 3)
-    data/demo_<i>/obs/<camera>/depth    float32 (T, H, W), metres
+    data/demo_<i>/obs/<camera>_rgb      uint8   (T, H, W, 3); also linked as <camera>/rgb
+    data/demo_<i>/obs/<camera>_depth    float32 (T, H, W), metres; also <camera>/depth
     data/demo_<i>/obs/proprio           float32 (T, 8): ee xyz, ee quat (w, x, y, z), width
     data/demo_<i>/actions               float32 (T, A)
     data/demo_<i>/rewards               float32 (T,)
@@ -24,9 +24,20 @@ was chosen from)::
     data/demo_<i>/success               uint8   (T,), info['success'] after the step
     data/demo_<i>/stage                 int32   (T,), the stage index of observation t
     data/demo_<i>/stage_text            utf-8 strings (T,), the stage's canonical sentence
+    data/demo_<i>/next_obs/<key>        the observation after each action (virtual datasets
+                                        over obs[1:] and next_obs_final: no copy)
+    data/demo_<i>/next_obs_final/<key>  the observation after the last action (1, ...)
+    data/demo_<i>/states                float64 (T, S), the physics state at observation t
+                                        (`TabletopEnv.get_state`), when recorded
+    mask/train, mask/valid              demo names (bytes): every 10th demo is `valid`
 
-Observation keys with a `/` (`front/rgb`) become nested groups and are joined back by the
-reader. Images are chunked per frame and compressed (lzf by default).
+Observation keys with a `/` (`front/rgb`) are stored flat (`front_rgb`, as robomimic names
+them: it reads `obs/<key>` with one level) and soft-linked under their nested name, so both
+read the same data; the reader lists the original keys. Images are chunked per frame and
+compressed (lzf by default). Version 2 added the flat keys, `next_obs`, `states`, `mask/`
+and robomimic's `env_name` / `type` / `env_kwargs` in `env_args`, so robomimic's
+`SequenceDataset` reads these files as they are (obs keys `front_rgb`, `proprio`, ...);
+version 1 files (nested only) still read here.
 """
 from __future__ import annotations
 
@@ -52,7 +63,9 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 FORMAT = 'embodied_vision.episodes'
-VERSION = 1
+VERSION = 2
+#: Every `VALID_EVERY`-th demo goes to `mask/valid`, the others to `mask/train`.
+VALID_EVERY = 10
 _STR = h5py.string_dtype('utf-8')
 
 
@@ -83,14 +96,23 @@ class EpisodeBuffer:
         self.stage: list[int] = []
         self.stage_text: list[str] = []
         self.instruction: str | None = None
+        self.states: list[np.ndarray] = []
+        self.final_obs: dict[str, np.ndarray] | None = None
         self._label = (int(first_info.get('stage', 0)), str(first_info.get('stage_text', ''))) \
             if first_info else (0, '')
 
     def __len__(self) -> int:
         return len(self.actions)
 
-    def add(self, obs: dict, action, reward: float, done: bool, info: dict) -> None:
-        """Append one step."""
+    def add(self, obs: dict, action, reward: float, done: bool, info: dict,
+            next_obs: dict | None = None, state=None) -> None:
+        """Append one step; `next_obs` is the observation the step returned (the last one
+        is kept as the episode's final observation), `state` the physics state at `obs`."""
+        if next_obs is not None:
+            self.final_obs = {k: np.asarray(v) for k, v in next_obs.items()
+                              if not isinstance(v, str)}
+        if state is not None:
+            self.states.append(np.asarray(state, np.float64))
         for key, value in obs.items():
             if isinstance(value, str):
                 self.instruction = value
@@ -118,6 +140,8 @@ class EpisodeBuffer:
             'success': np.asarray(self.success, dtype=np.uint8),
             'stage': np.asarray(self.stage, dtype=np.int32),
             'stage_text': list(self.stage_text),
+            **({'final_obs': self.final_obs} if self.final_obs is not None else {}),
+            **({'states': np.stack(self.states)} if self.states else {}),
         }
 
 
@@ -164,15 +188,29 @@ class EpisodeWriter:
         for key, value in episode['obs'].items():
             if len(value) != n:
                 raise ValueError(f'obs[{key!r}] has {len(value)} steps, actions have {n}')
+        if 'states' in episode and len(episode['states']) != n:
+            raise ValueError(f"states has {len(episode['states'])} steps, actions have {n}")
+        final = episode.get('final_obs') or {}
+        flat = {key: key.replace('/', '_') for key in episode['obs']}
+        if len(set(flat.values())) < len(flat):
+            raise ValueError(f'observation keys {sorted(flat)} collide once flattened')
         group = self._data.create_group(f'demo_{self._count}')
-        obs = group.create_group('obs')
         for key, value in episode['obs'].items():
             value = np.asarray(value)
-            image_like = value.ndim >= 3
-            obs.create_dataset(
-                key, data=value,
-                chunks=(1,) + value.shape[1:] if image_like else None,
-                compression=self.compression if image_like else None)
+            # without the observation after the last action, the last one stands in for it
+            last = np.asarray(final[key])[None] if key in final else value[-1:]
+            stored = self._dataset(group, f'obs/{flat[key]}', value)
+            stored.attrs['key'] = key
+            if flat[key] != key:  # our nested name reads the same data
+                group[f'obs/{key}'] = h5py.SoftLink(stored.name)
+            tail = self._dataset(group, f'next_obs_final/{flat[key]}', last)
+            layout = h5py.VirtualLayout(shape=value.shape, dtype=value.dtype)
+            if n > 1:
+                layout[:n - 1] = h5py.VirtualSource(stored)[1:]
+            layout[n - 1:] = h5py.VirtualSource(tail)
+            group.create_virtual_dataset(f'next_obs/{flat[key]}', layout)
+        if 'states' in episode:
+            group.create_dataset('states', data=np.asarray(episode['states'], np.float64))
         group.create_dataset('actions', data=actions)
         group.create_dataset('rewards', data=np.asarray(episode['rewards'], np.float32))
         group.create_dataset('dones', data=np.asarray(episode['dones'], np.uint8))
@@ -192,7 +230,27 @@ class EpisodeWriter:
         self._total += n
         self._data.attrs['total'] = self._total
         self._data.attrs['num_demos'] = self._count
+        self._write_masks()
         return self._count - 1
+
+    def _dataset(self, group: h5py.Group, name: str, value: np.ndarray) -> h5py.Dataset:
+        image_like = value.ndim >= 3
+        return group.create_dataset(name, data=value,
+                                    chunks=(1,) + value.shape[1:] if image_like else None,
+                                    compression=self.compression if image_like else None)
+
+    def _write_masks(self) -> None:
+        """robomimic's filter keys: `mask/valid` every `VALID_EVERY`-th demo, `mask/train`
+        the rest."""
+        names = [f'demo_{i}' for i in range(self._count)]
+        masks = self._file.require_group('mask')
+        for key, chosen in (('train', [d for i, d in enumerate(names)
+                                       if i % VALID_EVERY != VALID_EVERY - 1]),
+                            ('valid', [d for i, d in enumerate(names)
+                                       if i % VALID_EVERY == VALID_EVERY - 1])):
+            if key in masks:
+                del masks[key]
+            masks.create_dataset(key, data=np.array(chosen, dtype='S'))
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -208,13 +266,15 @@ class EpisodeWriter:
 
 
 def _walk(group: h5py.Group, prefix: str = '') -> list[str]:
-    keys = []
+    """Observation keys under `group`: a version-2 dataset names its key in `attrs['key']`
+    (stored flat, `front_rgb`, and linked as `front/rgb`); version 1 nests them."""
+    keys = set()
     for name, item in group.items():
         full = f'{prefix}{name}'
         if isinstance(item, h5py.Group):
-            keys += _walk(item, full + '/')
+            keys.update(_walk(item, full + '/'))
         else:
-            keys.append(full)
+            keys.add(_decode(item.attrs.get('key', full)))
     return sorted(keys)
 
 
@@ -300,6 +360,7 @@ class EpisodeReader:
             'stage_text': [_decode(s) for s in group['stage_text'][()]],
             'instruction': _decode(group.attrs.get('instruction', '')),
             'attrs': self.attrs(index),
+            **({'states': group['states'][()]} if 'states' in group else {}),
         }
 
     def close(self) -> None:

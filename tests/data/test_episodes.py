@@ -13,18 +13,23 @@ from embodied_vision.data.episodes import (
 from embodied_vision.data.video import depth_to_uint8, export_episode_video
 
 
-def fake_episode(rng, steps=5, size=8):
-    buffer = EpisodeBuffer({'stage': 0, 'stage_text': 'moving to the carrot'})
-    for t in range(steps):
-        obs = {
-            'front/rgb': rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
+def _obs(rng, size):
+    return {'front/rgb': rng.integers(0, 255, (size, size, 3), dtype=np.uint8),
             'front/depth': rng.uniform(0.2, 2.0, (size, size)).astype(np.float32),
             'proprio': rng.normal(size=8).astype(np.float32),
-            'instruction': 'put the carrot in the bowl',
-        }
+            'instruction': 'put the carrot in the bowl'}
+
+
+def fake_episode(rng, steps=5, size=8):
+    buffer = EpisodeBuffer({'stage': 0, 'stage_text': 'moving to the carrot'})
+    obs = _obs(rng, size)
+    for t in range(steps):
         info = {'stage': min(t + 1, 4), 'stage_text': f'stage {min(t + 1, 4)}',
                 'success': t == steps - 1}
-        buffer.add(obs, rng.uniform(-1, 1, 4), float(t), t == steps - 1, info)
+        after = _obs(rng, size)
+        buffer.add(obs, rng.uniform(-1, 1, 4), float(t), t == steps - 1, info,
+                   next_obs=after, state=rng.normal(size=6))
+        obs = after
     return buffer
 
 

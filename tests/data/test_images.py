@@ -35,8 +35,14 @@ def test_bad_sources_are_named(tmp_path):
     (tmp_path / 'broken.png').write_bytes(b'not a png')
     with pytest.raises(ValueError, match='broken.png: not a readable image'):
         list(iter_frames(tmp_path))
+    (tmp_path / 'data.csv').write_text('a,b\n')
     with pytest.raises(ValueError, match='not a folder of images'):
-        list(iter_frames(tmp_path / 'data.csv'))
+        iter_frames(tmp_path / 'data.csv')  # checked at the call, before any frame
+    with pytest.raises(FileNotFoundError, match='no such image folder'):
+        iter_frames(tmp_path / 'missing.mp4')
+    skipped = []
+    assert list(iter_frames(tmp_path, skipped=skipped)) == []
+    assert skipped[0][0] == 'broken.png' and 'not a readable image' in skipped[0][1]
 
 
 def test_resize_center_crop_keeps_the_centre():

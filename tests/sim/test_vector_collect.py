@@ -55,6 +55,7 @@ def test_collect_end_to_end(tmp_path):
         assert episode['obs']['front/rgb'].shape[1:] == (16, 16, 3)
         assert episode['obs']['wrist/depth'].dtype == np.float32
         assert episode['dones'][-1] and episode['success'][-1]
+        assert episode['states'].shape[0] == len(episode['actions'])  # physics, per step
         assert episode['instruction'] == 'reach the red target'
         assert reader.camera_params(0)['front']['K'].shape == (3, 3)
     dataset = EpisodeDataset(out)
