@@ -16,7 +16,8 @@ export PYOPENGL_PLATFORM ?= egl
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 .PHONY: demo test lint test-long test-gpu bench install system-deps lock clean eval-mbs \
-	eval-lang4sim2real machine-info test-portability eval-nerf-mae eval-i2p-mae
+	eval-lang4sim2real machine-info test-portability eval-nerf-mae eval-i2p-mae \
+	train-demo-policy
 
 # Closed loop sim_node + encoder_node + policy_node in one process, then the encoder report.
 demo: $(STAMP)
@@ -302,6 +303,23 @@ eval-nerf-mae: $(STAMP)
 			--arm pretrained=$(NERF_RUN)/semantics_pretrained_$${labels}_s* \
 			--compare random pretrained --json $(NERF_RUN)/semantics_$${labels}.json \
 			|| exit 1; done
+
+# The demo's learned policy: Reach expert episodes (front camera, 64 px, noisy execution), the
+# narrow ResNet-18 and a bc_mlp head trained end to end (experiment=bc_mlp_e2e), scored closed
+# loop on the held-out evaluation seeds; encoder/ + policy/ + eval.json land in DEMO_POLICY.
+DEMO_RUN ?= runs/demo_policy
+DEMO_POLICY ?= $(DEMO_RUN)/export
+DEMO_EPISODES ?= 200
+DEMO_STEPS ?= 3000
+train-demo-policy: $(STAMP)
+	$(CLI) collect task=Reach n=$(DEMO_EPISODES) 'cameras=[front]' size=64 depth=false \
+		expert_noise=0.3 progress=false out=$(DEMO_RUN)/reach.hdf5
+	$(CLI) train experiment=bc_mlp_e2e task.episodes=[$(DEMO_RUN)/reach.hdf5] \
+		trainer.max_steps=$(DEMO_STEPS) trainer.progress=false hydra.run.dir=$(DEMO_RUN)/train
+	$(CLI) evaluate $(DEMO_RUN)/train/policy --task Reach --episodes 50 --seeds 0 \
+		--json $(DEMO_RUN)/eval.json
+	rm -rf $(DEMO_POLICY) && mkdir -p $(DEMO_POLICY) && \
+		cp -r $(DEMO_RUN)/train/encoder $(DEMO_RUN)/train/policy $(DEMO_RUN)/eval.json $(DEMO_POLICY)/
 
 # I2P-MAE / Point-M2AE: procedural shapes (full + partial), a small CroCo pretrained on sim
 # views as the frozen 2D guide, both pretraining variants for I2P_SEEDS, the linear-SVM table

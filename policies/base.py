@@ -98,6 +98,7 @@ class PreTrainedPolicy(nn.Module, abc.ABC):
         policy = cls.from_saved_config(found.config)
         load_state_strict(policy, found.state, f'{found.path} ({cls.name} policy)')
         policy.weights_license, policy.non_commercial = found.license, found.non_commercial
+        policy.source_path = Path(path)  # where paths recorded relative to it resolve
         return policy.to(device).eval()
 
     def saved_config(self) -> dict:

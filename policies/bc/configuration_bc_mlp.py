@@ -25,7 +25,8 @@ class BCMLPConfig(PolicyConfig):
         input_batchnorm: BatchNorm1d over the embedding (as in R3M).
         encoder_name: encoder that produced the embeddings (recorded, checked by the node).
         encoder_checkpoint: its weights file as trained ('' = the seeded random weights of
-            `encoder_for_inference`); `frozen_encoder` rebuilds the encoder from it.
+            `encoder_for_inference`; a relative path is relative to the saved policy folder);
+            `frozen_encoder` rebuilds the encoder from it.
         encoder_weights_sha256: digest of those weights (`deploy.cache.weights_digest`): an
             encoder with other weights is refused ('' = unknown, warned).
         camera: camera whose frames were embedded.

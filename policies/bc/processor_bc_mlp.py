@@ -36,7 +36,11 @@ class BCMLPProcessor(PolicyProcessor):
         from embodied_vision.deploy.cache import weights_digest
         from embodied_vision.encoders import encoder_for_inference
         config = policy.config
+        recorded = not checkpoint and bool(config.encoder_checkpoint)
         checkpoint = checkpoint or config.encoder_checkpoint or None
+        source = getattr(policy, 'source_path', None)
+        if recorded and source is not None and not Path(checkpoint).is_absolute():
+            checkpoint = str(Path(source) / checkpoint)  # recorded relative to the policy
         if checkpoint and not Path(checkpoint).exists():
             raise FileNotFoundError(f'the encoder checkpoint {checkpoint} (recorded by the '
                                     'policy) is gone: pass the same weights as --checkpoint')

@@ -227,3 +227,35 @@ def test_the_evaluation_processor_feeds_croco_imagenet_normalised_frames(tmp_pat
     with torch.inference_mode():
         exact = copy.deepcopy(vit).double()((pixels - mean) / std)[0]
     assert_fp32_close(got, exact, vit, what='processor vs normalised float64')
+
+
+def test_end_to_end_bc_exports_an_encoder_and_a_policy_that_finds_it(tmp_path):
+    pytest.importorskip('mujoco')
+    from embodied_vision.cli import main
+    from embodied_vision.data.images import to_batch
+    from embodied_vision.encoders import load_encoder
+    from embodied_vision.policies import OBS_IMAGE
+    from embodied_vision.policies.processor import make_processor
+    from embodied_vision.sim.collect import main as collect
+    demos = tmp_path / 'demos.hdf5'
+    assert collect(['task=Reach', 'n=2', 'size=32', 'cameras=[front]', 'depth=false',
+                    'progress=false', f'out={demos}']) == 0
+    run = tmp_path / 'run'
+    assert main(['train', 'experiment=bc_mlp_e2e', f'task.episodes=[{demos}]',
+                 'task.image_size=32', 'trainer.max_steps=3', 'trainer.batch_size=8',
+                 'trainer.device=cpu', 'trainer.progress=false', f'hydra.run.dir={run}']) == 0
+    moved = tmp_path / 'moved'
+    run.rename(moved)  # the policy finds its encoder relative to itself
+    policy = load_policy(moved / 'policy')
+    assert policy.config.encoder_checkpoint == '../encoder'
+    assert policy.config.encoder_name == 'lang4sim2real_resnet18'
+    encoder = policy.processor_class.frozen_encoder(policy)
+    frame = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    got = make_processor(policy, encoder=encoder)(
+        {OBS_IMAGE: frame, OBS_STATE: np.zeros(8, np.float32)})[OBS_EMBEDDING]
+    trained = load_encoder(moved / 'encoder')
+    with torch.inference_mode():
+        expected = trained(to_batch([frame], (32, 32)))[0]
+    from tests.numerics import assert_fp32_close
+    assert got.shape == (128,)
+    assert_fp32_close(got, expected, trained, what='processor (compiled) vs trained encoder')

@@ -11,6 +11,7 @@ from embodied_vision.training.registry import task_module
 
 PACKAGE_TASKS = {
     'bc_mlp': 'embodied_vision.policies.bc.training_bc_mlp',
+    'bc_mlp_e2e': 'embodied_vision.policies.bc.training_bc_mlp_e2e',
     'croco_geometry': 'embodied_vision.downstream.training_croco_geometry',
     'croco_pretrain': 'embodied_vision.pretrain.training_croco_pretrain',
     'l4s_bc': 'embodied_vision.policies.lang4sim2real.training_l4s_bc',
