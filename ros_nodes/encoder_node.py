@@ -230,15 +230,18 @@ class EncoderNode(ManagedNode):
                 convert_seconds: float = 0.0) -> np.ndarray | None:
         """Embed one converted frame and publish it stamped with `header`; returns the
         (1, D) embedding, or None when the output is not finite (rejected)."""
+        model, publisher = self.model, self._publisher
+        if model is None or publisher is None:  # released while this frame was in flight
+            return None
         t1 = time.perf_counter()
         batch = self.preprocess(frame)
         t2 = time.perf_counter()
-        embedding = self.model(batch).float().cpu().numpy()
+        embedding = model(batch).float().cpu().numpy()
         t3 = time.perf_counter()
         if not np.all(np.isfinite(embedding)):
             self.accounting.reject('non_finite_output', 'the encoder returned NaN or inf')
             return None
-        self._publisher.publish(numpy_to_image(embedding, '32FC1', header=header))
+        publisher.publish(numpy_to_image(embedding, '32FC1', header=header))
         t4 = time.perf_counter()
         self.accounting.count('published')
         for stage, seconds in (('queue', t1 - arrived - convert_seconds),

@@ -247,6 +247,9 @@ class PolicyNode(ManagedNode):
 
     def _act(self, entry: dict) -> None:
         t0 = time.perf_counter()
+        policy, publisher = self.policy, self._publisher
+        if policy is None or publisher is None:  # released while this callback was queued
+            return
         obs = {}
         if 'embedding' in entry:
             obs[_EMBEDDING] = entry['embedding']
@@ -259,12 +262,12 @@ class PolicyNode(ManagedNode):
         if _INSTRUCTION in self.required:
             if self._instruction is None:
                 self.accounting.reject(
-                    'no_instruction', f'{self.policy.name} needs the episode instruction; '
+                    'no_instruction', f'{policy.name} needs the episode instruction; '
                     f'nothing received on {self.param("instruction_topic")}')
                 return
             obs[_INSTRUCTION], obs['domain'] = self._instruction, self.param('domain')
         try:
-            action = np.asarray(self.policy.select_action(obs), np.float32).reshape(-1)
+            action = np.asarray(policy.select_action(obs), np.float32).reshape(-1)
         except (KeyError, ValueError, TypeError) as err:
             self.accounting.reject('policy_input', f'{type(err).__name__}: {err}')
             return
@@ -273,7 +276,7 @@ class PolicyNode(ManagedNode):
             self.accounting.reject('policy_output', f'policy returned {action.tolist()}, '
                                    f'expected {self.param("action_dim")} finite values')
             return
-        self._publisher.publish(Joy(header=entry['header'], axes=action.tolist()))
+        publisher.publish(Joy(header=entry['header'], axes=action.tolist()))
         t2 = time.perf_counter()
         self.accounting.count('published')
         self.timer.add('sync_wait', t0 - entry['first'])

@@ -195,3 +195,17 @@ def test_preprocess_is_bit_identical_to_to_batch(encoder_node, shape):
     node, _ = encoder_node
     frame = RNG.integers(0, 256, shape, dtype=np.uint8)
     assert torch.equal(node.preprocess(frame), to_batch([frame], (SIZE, SIZE)))
+
+
+def test_a_frame_in_flight_when_the_node_is_released_is_dropped(ros_context, checkpoint):
+    # Shutdown releases the model and publisher while the worker may hold a frame: the
+    # frame is dropped, it does not raise ('NoneType' object has no attribute 'publish').
+    node = EncoderNode('released_node', context=ros_context,
+                       parameter_overrides=_params(checkpoint))
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        frame = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        node.release()
+        assert node.process(Header(), frame, 0.0) is None
+    finally:
+        node.destroy_node()
