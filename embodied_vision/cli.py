@@ -18,6 +18,8 @@
     embodied-vision compare-semantics --arm ...   voxel-labelling mIoU of arms, with intervals
     embodied-vision eval-svm --arm ... --data ... linear-SVM accuracy of point encoders, intervals
     embodied-vision compare-accuracy --arm ...    fine-tuned classifiers' accuracy, with intervals
+    embodied-vision lerobot-export demos.hdf5 --out DIR   episodes -> LeRobotDataset v3.0
+    embodied-vision lerobot-import DIR --out demos.hdf5   LeRobotDataset v3.0 -> episodes
 """
 import argparse
 import importlib
@@ -55,6 +57,10 @@ DELEGATED_COMMANDS = {
                           'voxel-labelling runs side by side, differences with intervals'),
     'eval-svm': ('embodied_vision.downstream.svm_protocol:main',
                  'linear-SVM accuracy of point-cloud encoders over seeds, with intervals'),
+    'lerobot-export': ('embodied_vision.data.lerobot_dataset:main',
+                       'episode files -> a LeRobotDataset v3.0 folder (H.264 or PNG frames)'),
+    'lerobot-import': ('embodied_vision.data.lerobot_dataset:import_main',
+                       'a LeRobotDataset v3.0 folder -> an episode file every task trains on'),
     'compare-accuracy': ('embodied_vision.downstream.svm_protocol:compare_main',
                          'fine-tuned point classifiers side by side, differences with intervals'),
 }

