@@ -38,7 +38,7 @@ def readme_commands() -> list[str]:
 COMMANDS = readme_commands()
 
 
-class _Parsed(Exception):
+class _ParsedError(Exception):
     """Raised right after an argparse parser accepted the command line."""
 
 
@@ -46,7 +46,7 @@ def _parse_only(monkeypatch) -> None:
     original = argparse.ArgumentParser.parse_args
 
     def parse_and_stop(self, args=None, namespace=None):
-        raise _Parsed(original(self, args, namespace))
+        raise _ParsedError(original(self, args, namespace))
     monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', parse_and_stop)
 
 
@@ -79,7 +79,7 @@ def test_every_readme_command_is_covered():
 def test_argparse_commands_parse(command, monkeypatch):
     from embodied_vision.cli import main
     _parse_only(monkeypatch)
-    with pytest.raises(_Parsed):
+    with pytest.raises(_ParsedError):
         main(_argv(command))
 
 
