@@ -25,6 +25,8 @@ import sys
 import threading
 import time
 
+import numpy as np
+
 __all__ = ['NODE_CLASSES', 'main', 'node_class_for', 'parse_overrides', 'read_config']
 
 #: executable name -> 'module:Class' (imported lazily)
@@ -123,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument('--json', default=None, help='also write the summary as JSON')
     parser.add_argument('--set', action='append', default=[], metavar='NODE.PARAM=VALUE',
                         dest='overrides', help='override a parameter (repeatable; YAML value)')
+    parser.add_argument('--video', default=None,
+                        help='record the camera frames the sim publishes (.mp4 or .gif)')
+    parser.add_argument('--video-topic', default=None,
+                        help="image topic to record (default: the first sim's first camera)")
     parser.add_argument('--log-level', default='warn',
                         choices=['debug', 'info', 'warn', 'error', 'fatal'])
     return parser
@@ -135,15 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
-    config = read_config(args.config)
+    config_path = resolve_config(args.config)
+    config = read_config(config_path)
     kinds = {name: node_class_for(name) for name in config}
     overridden = parse_overrides(args.overrides, config)
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f'--episodes must be >= 1, got {args.episodes}')
     context = rclpy.Context()
     rclpy.init(context=context, args=['embodied-vision-pipeline', '--ros-args', '--params-file',
-                                      str(args.config), '--log-level', args.log_level])
-    nodes, executor, spin_thread = [], None, None
+                                      str(config_path), '--log-level', args.log_level])
+    nodes, executor, spin_thread, recorder = [], None, None, None
     try:
         for name, (executable, cls) in kinds.items():
             overrides = [Parameter(key, value=value)
@@ -151,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             if executable == 'sim_node' and args.episodes is not None:
                 overrides.append(Parameter('max_episodes', value=args.episodes))
             nodes.append(cls(name, context=context, parameter_overrides=overrides))
+        recorder = _FrameRecorder(context, args.video_topic or _camera_topic(nodes)) \
+            if args.video else None
         executor = MultiThreadedExecutor(num_threads=max(4, 2 * len(nodes)), context=context)
-        for node in nodes:
+        for node in nodes + ([recorder.node] if recorder else []):
             executor.add_node(node)
         spin_thread = threading.Thread(target=executor.spin, daemon=True)
         spin_thread.start()
@@ -164,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         _print_summary(summary)
         if args.json:
             Path(args.json).write_text(json.dumps(summary, indent=2) + '\n')
+        if recorder is not None:
+            print(f'[pipeline] video: {recorder.write(args.video, _rate(nodes))}')
         return 0 if done else 1
     except KeyboardInterrupt:
         return 130
@@ -176,10 +187,52 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.try_shutdown(context=context)
         if spin_thread is not None:
             spin_thread.join(timeout=5.0)
+        if recorder is not None:  # its subscription stays in the wait set until spin ends
+            recorder.node.destroy_node()
 
 
 def _is_sim(node) -> bool:
     return hasattr(node, 'finished')
+
+
+def _camera_topic(nodes) -> str:
+    sims = [n for n in nodes if _is_sim(n)]
+    if not sims:
+        raise ValueError('--video needs a sim_node (or --video-topic)')
+    namespace = sims[0].get_namespace().rstrip('/')
+    return f'{namespace}/{sims[0].param("cameras")[0]}/image_raw'
+
+
+def _rate(nodes) -> float:
+    sims = [n for n in nodes if _is_sim(n)]
+    return float(sims[0].param('control_rate')) if sims else 20.0
+
+
+class _FrameRecorder:
+    """Keeps the colour frames of one image topic (at most `limit`) for a video."""
+
+    def __init__(self, context, topic: str, limit: int = 3000):
+        from rclpy.node import Node
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+        self.node = Node('pipeline_video_recorder', context=context)
+        self.frames, self.limit, self.topic = [], limit, topic
+        self.node.create_subscription(Image, topic, self._on_image, qos_profile_sensor_data)
+
+    def _on_image(self, msg) -> None:
+        from embodied_vision.ros_nodes.conversions import image_to_numpy
+        if len(self.frames) < self.limit:
+            try:
+                self.frames.append(np.array(image_to_numpy(msg, to_rgb=True)))
+            except ValueError:  # not a colour image: nothing to show
+                pass
+
+    def write(self, path: str, fps: float) -> str:
+        from embodied_vision.data.video import write_video
+        if not self.frames:
+            return f'no frames arrived on {self.topic}'
+        write_video(np.stack(self.frames), path, fps=min(fps, 30.0))
+        return f'{len(self.frames)} frames of {self.topic} -> {path}'
 
 
 def _bring_up(nodes) -> float | None:

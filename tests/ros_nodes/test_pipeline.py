@@ -30,11 +30,15 @@ def _config(tmp_path, **encoder):
 
 
 def test_closed_loop_runs_episodes_and_reports(tmp_path, capsys):
+    import imageio.v3 as iio
     summary = tmp_path / 'summary.json'
     assert main([str(_config(tmp_path)), '--episodes', '2', '--timeout', '120',
-                 '--json', str(summary)]) == 0
+                 '--json', str(summary), '--video', str(tmp_path / 'run.gif')]) == 0
     out = capsys.readouterr().out
     assert 'success rate 100%' in out and 'inference' in out
+    frames = iio.imread(tmp_path / 'run.gif', index=None)  # the sim's frames, as published
+    assert frames.shape[0] >= 2 and frames.shape[1:3] == (64, 64)
+    assert f'{frames.shape[0]} frames of /front/image_raw' in out
     nodes = json.loads(summary.read_text())['nodes']
     assert len(nodes['sim_node']['episodes']) == 2 and nodes['sim_node']['success_rate'] == 1.0
     assert set(nodes['encoder_node']['latency_ms']) >= {'convert', 'preprocess', 'inference',
@@ -75,6 +79,13 @@ def test_packaged_configs_are_found_from_any_directory(tmp_path, monkeypatch):
     assert set(read_config('demo')) == {'sim_node'}
     with pytest.raises(FileNotFoundError, match='packaged: .*demo'):
         read_config('nonesuch.yaml')
+
+
+def test_the_pipeline_runs_a_packaged_config_by_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(['demo', '--episodes', '1', '--timeout', '120', '--set', 'sim_node.task=Reach',
+                 '--set', 'encoder_node.backend=eager']) == 0
+    assert 'episodes 1, success rate 100%' in capsys.readouterr().out
 
 
 def test_lang4sim2real_policy_closes_the_loop(tmp_path, capsys):
