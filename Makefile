@@ -21,7 +21,6 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 # Closed loop sim_node + encoder_node + policy_node in one process, then the encoder report.
 demo: $(STAMP)
-	$(VENV)/bin/embodied-vision pipeline launch/config/demo.yaml
 	$(VENV)/bin/embodied-vision demo --out demo_output
 
 test: $(STAMP) lint
@@ -308,7 +307,7 @@ eval-nerf-mae: $(STAMP)
 # narrow ResNet-18 and a bc_mlp head trained end to end (experiment=bc_mlp_e2e), scored closed
 # loop on the held-out evaluation seeds; encoder/ + policy/ + eval.json land in DEMO_POLICY.
 DEMO_RUN ?= runs/demo_policy
-DEMO_POLICY ?= $(DEMO_RUN)/export
+DEMO_POLICY ?= embodied_vision/demo_policy
 DEMO_EPISODES ?= 200
 DEMO_STEPS ?= 3000
 train-demo-policy: $(STAMP)

@@ -93,6 +93,7 @@ setup(
     package_data={
         PACKAGE + '.configs': ['*.yaml', '**/*.yaml'],
         PACKAGE + '.sim': ['assets/*', 'assets/**/*'],
+        PACKAGE: ['demo_policy/*', 'demo_policy/**/*'],  # make train-demo-policy's weights
     },
     include_package_data=True,
     data_files=_data_files(),

@@ -252,7 +252,8 @@ def _cmd_runs(args) -> int:
 
 def _cmd_demo(args) -> int:
     from embodied_vision.demo import run_demo
-    return run_demo(Path(args.out), encoder=args.encoder, checkpoint=args.checkpoint)
+    return run_demo(Path(args.out), encoder=args.encoder, checkpoint=args.checkpoint,
+                    policy=args.policy, episodes=args.episodes)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -313,8 +314,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('demo', help='the `make demo` job')
     p.add_argument('--out', default='demo_output')
-    p.add_argument('--encoder', default='r3m_resnet18')
-    p.add_argument('--checkpoint', default=None)
+    p.add_argument('--policy', default=None,
+                   help="saved bc_mlp policy folder, or 'scripted' (default: the committed "
+                        'demo policy, else the scripted expert)')
+    p.add_argument('--episodes', type=int, default=20, help='closed-loop episodes')
+    p.add_argument('--encoder', default='r3m_resnet18', help='encoder of the encoder report')
+    p.add_argument('--checkpoint', default=None, help="that encoder's weights")
     p.set_defaults(func=_cmd_demo)
 
     for name, (_, help_text) in DELEGATED_COMMANDS.items():
