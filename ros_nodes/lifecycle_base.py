@@ -65,11 +65,22 @@ class ManagedNode(LifecycleNode):
         self.timer = StageTimer(self.STAGES)
         self.accounting = Accounting(self.get_logger(),
                                      lambda: self.param('log_throttle_period'))
-        declare_parameters(self, self.parameter_table(), self.validate_parameter)
+        self._after_set: list = []  # post-set callbacks where rclpy has none (Humble)
+        declare_parameters(self, self.parameter_table(), self.validate_parameter,
+                           self._after_set)
         self.diagnostics = NodeDiagnostics(self, self.accounting, self.timer,
                                            self.state_label, self.diagnostic_values,
                                            self.param('diagnostics_period'))
-        self.add_post_set_parameters_callback(self._after_set_common)
+        self.after_parameters_set(self._after_set_common)
+
+    def after_parameters_set(self, callback) -> None:
+        """Call `callback(params)` once new values are accepted: rclpy's post-set callback
+        (Iron and later), else (Humble, whose rclpy lacks it) from the on-set check right
+        after it accepts them; our callbacks read the values from `params`, so both agree."""
+        if hasattr(self, 'add_post_set_parameters_callback'):
+            self.add_post_set_parameters_callback(callback)
+        else:
+            self._after_set.append(callback)
 
     def param(self, name: str):
         """The current value of a declared parameter."""

@@ -130,7 +130,7 @@ class PairNode(ManagedNode):
         self._camera_info: tuple[float, int] | None = None
         super().__init__(node_name, **kwargs)
         self._worker = NewestItemWorker(self.process, 'pair_worker', self.accounting.reject)
-        self.add_post_set_parameters_callback(self._after_set_parameters)
+        self.after_parameters_set(self._after_set_parameters)
 
     def validate_parameter(self, name: str, value) -> str:
         if name == 'device' and not DEVICE_PATTERN.match(str(value)):

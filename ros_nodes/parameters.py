@@ -86,9 +86,11 @@ class ParamSpec:
 
 
 def declare_parameters(node, specs: dict[str, ParamSpec],
-                       validate: Callable[[str, object], str]) -> None:
+                       validate: Callable[[str, object], str],
+                       accepted: list | None = None) -> None:
     """Declare every spec on `node` behind an on-set check: the spec's own (`check`), then
-    `validate(name, value) -> ''` or the reason, for checks beyond the table."""
+    `validate(name, value) -> ''` or the reason, for checks beyond the table; the callbacks
+    in `accepted` get the parameters the check let through."""
 
     rejected: list[str] = []
 
@@ -101,6 +103,8 @@ def declare_parameters(node, specs: dict[str, ParamSpec],
                 node.get_logger().warning(f'rejected parameter: {reason}')
                 rejected.append(reason)
                 return SetParametersResult(successful=False, reason=reason)
+        for callback in accepted or ():
+            callback(params)
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)

@@ -121,7 +121,7 @@ class PlannerNode(ManagedNode):
         self._lock = threading.Lock()
         self._policy_lock = threading.Lock()
         super().__init__(node_name, **kwargs)
-        self.add_post_set_parameters_callback(self._after_set_parameters)
+        self.after_parameters_set(self._after_set_parameters)
 
     def validate_parameter(self, name: str, value) -> str:
         if name == 'device' and not _DEVICE.match(str(value)):

@@ -146,7 +146,7 @@ class VoxelNode(ManagedNode):
         self._pose_gap: float | None = None
         super().__init__(node_name, **kwargs)
         self._worker = NewestItemWorker(self.process, 'voxel_worker', self.accounting.reject)
-        self.add_post_set_parameters_callback(self._after_set_parameters)
+        self.after_parameters_set(self._after_set_parameters)
 
     def validate_parameter(self, name: str, value) -> str:
         reason = check_runtime_parameter(name, value)
