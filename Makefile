@@ -326,8 +326,8 @@ train-demo-policy: $(STAMP)
 # scans (from scratch / from each pretraining), each with paired bootstrap intervals; the SVM
 # also scores the 2D guide on its own depth-view features (what the student could learn).
 # CPU size: the tiny preset (256 points; ~0.6 s per pretraining step at batch 32 on 2 cores;
-# small is ~4 s): ~97 min on 2 cores (shapes 1 min, guide + 6 pretrainings 24 min, SVM 2 min,
-# 9 fine-tunings 66 min). I2P_SIZE=small for the larger model.
+# small is ~4 s): 76-97 min on 2 cores (two runs; shapes 1 min, guide + 6 pretrainings ~24 min,
+# SVM ~3 min, 9 fine-tunings ~50-66 min). I2P_SIZE=small for the larger model.
 I2P_RUN ?= runs/i2p_mae_eval
 I2P_SIZE ?= tiny
 I2P_POINTS = $(if $(filter tiny,$(I2P_SIZE)),256,1024)
