@@ -11,16 +11,9 @@ os.environ.setdefault('MUJOCO_GL', 'egl')
 
 
 def test_closed_loop_runs_a_learned_policy_through_the_nodes(tmp_path, capsys):
-    from embodied_vision.cli import main
     from embodied_vision.demo import closed_loop
-    from embodied_vision.sim.collect import main as collect
-    demos = tmp_path / 'demos.hdf5'
-    assert collect(['task=Reach', 'n=2', 'size=64', 'cameras=[front]', 'depth=false',
-                    'progress=false', f'out={demos}']) == 0
-    run = tmp_path / 'run'
-    assert main(['train', 'experiment=bc_mlp_e2e', f'task.episodes=[{demos}]',
-                 'trainer.max_steps=2', 'trainer.batch_size=8', 'trainer.device=cpu',
-                 'trainer.progress=false', f'hydra.run.dir={run}']) == 0
+    from tests.policies.e2e_run import train_tiny_e2e
+    run = train_tiny_e2e(tmp_path, size=64, steps=2)
     out = tmp_path / 'demo'
     assert closed_loop(out, policy=str(run / 'policy'), episodes=1) == 0
     printed = capsys.readouterr().out

@@ -231,19 +231,12 @@ def test_the_evaluation_processor_feeds_croco_imagenet_normalised_frames(tmp_pat
 
 def test_end_to_end_bc_exports_an_encoder_and_a_policy_that_finds_it(tmp_path):
     pytest.importorskip('mujoco')
-    from embodied_vision.cli import main
     from embodied_vision.data.images import to_batch
     from embodied_vision.encoders import load_encoder
     from embodied_vision.policies import OBS_IMAGE
     from embodied_vision.policies.processor import make_processor
-    from embodied_vision.sim.collect import main as collect
-    demos = tmp_path / 'demos.hdf5'
-    assert collect(['task=Reach', 'n=2', 'size=32', 'cameras=[front]', 'depth=false',
-                    'progress=false', f'out={demos}']) == 0
-    run = tmp_path / 'run'
-    assert main(['train', 'experiment=bc_mlp_e2e', f'task.episodes=[{demos}]',
-                 'task.image_size=32', 'trainer.max_steps=3', 'trainer.batch_size=8',
-                 'trainer.device=cpu', 'trainer.progress=false', f'hydra.run.dir={run}']) == 0
+    from tests.policies.e2e_run import train_tiny_e2e
+    run = train_tiny_e2e(tmp_path, size=32, steps=3)
     moved = tmp_path / 'moved'
     run.rename(moved)  # the policy finds its encoder relative to itself
     policy = load_policy(moved / 'policy')
